@@ -1,0 +1,3 @@
+from b2c_monitoring.cli.main import main
+
+main()

@@ -1,0 +1,145 @@
+"""Errors as RFC 9457 problem details; the only place domain errors become HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from b2c_monitoring.errors import (
+    B2CError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    StorageUnavailable,
+    Unauthenticated,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "urn:b2c-monitoring:problem:"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=[f"{_TYPE_BASE}not-found"])
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    detail: str | None = Field(default=None, examples=["no job 'j-42' in your tenants"])
+    instance: str | None = Field(default=None, examples=["/api/admin/jobs/j-42"])
+
+
+# (status, slug, title) per domain error
+_MAPPING: list[tuple[type[B2CError], int, str, str]] = [
+    (NotFound, 404, "not-found", "Not found"),
+    (Conflict, 409, "conflict", "Conflict"),
+    (Unauthenticated, 401, "unauthenticated", "Unauthenticated"),
+    (Forbidden, 403, "forbidden", "Forbidden"),
+    (StorageUnavailable, 503, "unavailable", "Service unavailable"),
+]
+
+_STATUS_SLUGS = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    422: "invalid-request",
+}
+
+
+def problem_response(
+    request: Request, status: int, slug: str, title: str, detail: str | None, **extra: Any
+) -> JSONResponse:
+    body = Problem(
+        type=_TYPE_BASE + slug,
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        **extra,
+    )
+    headers = {"WWW-Authenticate": 'Bearer realm="b2c-monitoring"'} if status == 401 else None
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem responses a route can give (see ``problem_media_type``)."""
+    return {s: {"model": Problem, "description": _STATUS_SLUGS.get(s, "error")} for s in statuses}
+
+
+def problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
+    """Error responses are documented as application/problem+json, as they are sent.
+
+    FastAPI files a response ``model`` under application/json; this moves it.
+    """
+    for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+        for status, response in operation.get("responses", {}).items():
+            content = response.get("content", {})
+            if status[:1] in ("4", "5") and "application/json" in content:
+                content[PROBLEM_JSON] = content.pop("application/json")
+    return schema
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_type(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, B2CError)
+        for kind, status, slug, title in _MAPPING:
+            if isinstance(exc, kind):
+                return problem_response(request, status, slug, title, exc.message)
+        return problem_response(request, 500, "internal", "Internal error", exc.message)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return problem_response(
+            request,
+            422,
+            "invalid-request",
+            "Invalid request",
+            "; ".join(f"{e['location']}: {e['message']}" for e in errors),
+            errors=errors,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = _STATUS_SLUGS.get(exc.status_code, "error")
+        return problem_response(
+            request, exc.status_code, slug, slug.replace("-", " ").capitalize(), str(exc.detail)
+        )
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(
+            request, 500, "internal", "Internal error", "an unexpected error; see the API's log"
+        )
+
+    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(B2CError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,0 +1,47 @@
+"""What every command shares: the API client, and domain errors turned into exit codes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from b2c_monitoring.cli import output
+from b2c_monitoring.cli.client import ApiClient, discover
+from b2c_monitoring.errors import ApiError, ApiUnreachable, B2CError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_HINTS = {
+    401: "the token is missing, unknown or revoked; set B2C_TOKEN or run 'b2c stack up' for a local one",
+    403: "your token's role does not allow this; ask an admin for an operator or admin token",
+    404: "check the id with 'b2c jobs list'; jobs of other tenants are not visible to your token",
+}
+
+
+def api_client() -> ApiClient:
+    url, token = discover()
+    return ApiClient(url, token)
+
+
+def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """The CLI's edge: a domain error becomes a message, a hint and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ApiUnreachable as exc:
+            output.fail(exc.message)
+            raise typer.Exit(code=3) from exc
+        except ApiError as exc:
+            output.fail(exc.message, _HINTS.get(exc.status))
+            raise typer.Exit(code=1) from exc
+        except B2CError as exc:
+            output.fail(exc.message)
+            raise typer.Exit(code=1) from exc
+
+    return wrapper

@@ -1,0 +1,44 @@
+"""b2c demo: the whole product locally, with demo probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from b2c_monitoring.cli import output
+from b2c_monitoring.cli.context import handle_errors
+from b2c_monitoring.cli.stack import _say, local_stack
+
+
+@handle_errors
+def demo(
+    home: Annotated[Path | None, typer.Option("--home", help="Home folder of the stack")] = None,
+    seconds: Annotated[float | None, typer.Option(help="How long the demo probes run")] = None,
+) -> None:
+    """Start the local stack, run demo probes (ERP_SYNC, PIM_IMPORT, CRM_EXPORT jobs, some failing),
+    then tell what to look at."""
+    from b2c_monitoring.demo import run_demo
+
+    stack = local_stack(home)
+    stack.up(_say)
+    endpoint = f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}"
+    _say(f"running demo probes against the collector at {endpoint}")
+    runs = run_demo(endpoint, duration_s=seconds, progress=_say)
+    output.table(
+        "Demo jobs",
+        ["job id", "tenant", "type", "final state"],
+        [(r.job_id, r.tenant_id, r.job_type, output.status(r.state)) for r in runs],
+    )
+    ports = stack.layout.ports
+    failed = next((r for r in runs if r.state == "failed"), runs[0] if runs else None)
+    output.console.print("\n[bold]What to look at[/bold]")
+    if failed is not None:
+        output.console.print(f"  b2c jobs show {failed.job_id}")
+    output.console.print(f"  admin API docs:   http://127.0.0.1:{ports.api}/docs")
+    output.console.print(f"  Prometheus:       http://127.0.0.1:{ports.prometheus}/graph")
+    output.console.print(
+        f"  Elasticsearch:    http://127.0.0.1:{ports.elasticsearch}/b2c-logs*/_search?q=*"
+    )
+    output.console.print("  b2c stack status    b2c stack down")

@@ -1,0 +1,22 @@
+"""The ``b2c`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from b2c_monitoring.cli import demo, jobs, serve, stack
+
+app = typer.Typer(
+    name="b2c",
+    help="b2c-monitoring: scheduler jobs, connected services and health of B2Connect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(stack.app, name="stack")
+app.add_typer(serve.app, name="serve")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()

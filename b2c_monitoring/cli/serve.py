@@ -1,0 +1,55 @@
+"""b2c serve ...: run one of the product's processes in the foreground."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from b2c_monitoring.cli.context import handle_errors
+from b2c_monitoring.settings import load_settings
+
+app = typer.Typer(
+    help="Run the processor or the admin API in the foreground.", no_args_is_help=True
+)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+@handle_errors
+def processor() -> None:
+    """The OTLP gRPC processor (settings from B2C_* environment variables)."""
+    from b2c_monitoring.receivers.server import serve
+
+    _logging()
+    serve(load_settings())
+
+
+@app.command()
+@handle_errors
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="[default: the port of B2C_API_URL]")] = None,
+) -> None:
+    """The admin API (settings from B2C_* environment variables)."""
+    from urllib.parse import urlparse
+
+    import uvicorn
+
+    from b2c_monitoring.api.app import create_app
+
+    _logging()
+    settings = load_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port or urlparse(settings.api_url).port or 8000,
+        log_level="info",
+        access_log=False,
+    )

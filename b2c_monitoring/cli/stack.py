@@ -1,0 +1,89 @@
+"""b2c stack ...: the local stack of real services, as local processes."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from b2c_monitoring.cli import output
+from b2c_monitoring.cli.context import handle_errors
+from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.supervisor import tail
+
+app = typer.Typer(
+    help="Install, start and stop the local stack (Postgres, Elasticsearch, Prometheus, "
+    "the collector, the processor, the admin API) under one home folder.",
+    no_args_is_help=True,
+)
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Home folder of the stack [default: .b2c in the checkout, or B2C_HOME]"
+    ),
+]
+
+
+def _say(line: str) -> None:
+    output.errors.print(f"[dim]•[/dim] {line}")
+
+
+def local_stack(home: Path | None) -> LocalStack:
+    return LocalStack(default_layout(home))
+
+
+@app.command()
+@handle_errors
+def up(home: HomeOpt = None) -> None:
+    """Install what is missing and start every part; waits until each is healthy."""
+    stack = local_stack(home)
+    stack.up(_say)
+    output.console.print(f"[green]stack is up[/green] in {stack.layout.home}")
+    _print_status(stack)
+
+
+@app.command()
+@handle_errors
+def down(home: HomeOpt = None) -> None:
+    """Stop every part (data is kept)."""
+    local_stack(home).down(_say)
+
+
+@app.command()
+@handle_errors
+def status(home: HomeOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show each part, whether it is healthy, and its endpoints."""
+    stack = local_stack(home)
+    if json:
+        output.raw_json(jsonlib.dumps(stack.status(), indent=2))
+        return
+    _print_status(stack)
+
+
+def _print_status(stack: LocalStack) -> None:
+    rows = []
+    for part in stack.status()["parts"]:
+        state = "healthy" if part["healthy"] else ("unhealthy" if part["running"] else "down")
+        endpoints = ", ".join(f"{k}={v}" for k, v in part["endpoints"].items())
+        rows.append((part["name"], output.status(state), part["pid"], endpoints))
+    output.table(f"Local stack in {stack.layout.home}", ["part", "state", "pid", "endpoints"], rows)
+
+
+@app.command()
+@handle_errors
+def logs(
+    part: Annotated[
+        str, typer.Argument(help="postgres, elasticsearch, prometheus, collector, processor or api")
+    ],
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+    home: HomeOpt = None,
+) -> None:
+    """Print the last lines of a part's log file."""
+    stack = local_stack(home)
+    stack.supervisor.part(part)
+    path = stack.layout.log(part)
+    output.errors.print(f"[dim]{path}[/dim]")
+    print(tail(path, lines))

@@ -1,0 +1,98 @@
+"""The one exception hierarchy of b2c-monitoring.
+
+Third-party errors (psycopg, grpc, elasticsearch, httpx) are translated into these
+at one boundary each (``storage/db.py``, ``cli/client.py``); domain errors become
+gRPC status codes in ``receivers/`` and problem details in ``api/``, nowhere else.
+
+    B2CError
+    ├── ConfigError ............ settings that cannot work; raised at start
+    ├── InvalidReport .......... one telemetry item breaks the contract (permanent)
+    ├── StorageError
+    │   ├── StorageUnavailable . the store cannot be reached or must be retried
+    │   └── StorageRejected .... the store refused the data itself (permanent)
+    ├── NotFound ............... no such record in the caller's tenants
+    ├── Conflict ............... the record's state forbids the action
+    ├── AuthError
+    │   ├── Unauthenticated .... no token, or a token that is unknown or revoked
+    │   └── Forbidden .......... the token's role does not allow the action
+    ├── StackError ............. a part of the local stack did not install or start
+    └── ApiError ............... the admin API answered with a problem (CLI side)
+        └── ApiUnreachable ..... the admin API could not be reached
+
+``retryable`` is the policy: the receivers answer a retryable gRPC status for a
+retryable error, so the collector keeps the batch, and a permanent one otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class B2CError(Exception):
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(B2CError):
+    pass
+
+
+class InvalidReport(B2CError):
+    """``reason`` is a short stable word for the rejected-by-reason counter."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StorageError(B2CError):
+    pass
+
+
+class StorageUnavailable(StorageError):
+    retryable = True
+
+
+class StorageRejected(StorageError):
+    pass
+
+
+class NotFound(B2CError):
+    pass
+
+
+class Conflict(B2CError):
+    pass
+
+
+class AuthError(B2CError):
+    pass
+
+
+class Unauthenticated(AuthError):
+    pass
+
+
+class Forbidden(AuthError):
+    pass
+
+
+class StackError(B2CError):
+    pass
+
+
+class ApiError(B2CError):
+    """A problem document (RFC 9457) returned by the admin API."""
+
+    def __init__(self, message: str, *, status: int, problem: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem or {}
+
+
+class ApiUnreachable(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=0)

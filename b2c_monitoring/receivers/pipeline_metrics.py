@@ -1,0 +1,42 @@
+"""The processor's own metrics, scraped by Prometheus (job ``b2c-processor``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECEIVED = Counter(
+    "b2c_processor_received_items",
+    "Telemetry items received from the collector, per signal (spans, data points, log records).",
+    ["signal"],
+)
+STORED = Counter(
+    "b2c_processor_stored_items",
+    "Items whose derivation was stored in Postgres, per signal.",
+    ["signal"],
+)
+REJECTED = Counter(
+    "b2c_processor_rejected_items",
+    "Items rejected as breaking the telemetry contract, per signal and reason (answered as partial success).",
+    ["signal", "reason"],
+)
+IGNORED = Counter(
+    "b2c_processor_ignored_items",
+    "Items that carry nothing to derive (ordinary trace spans, signals not derived yet).",
+    ["signal"],
+)
+REFUSED_BATCHES = Counter(
+    "b2c_processor_refused_batches",
+    "Export requests answered with an error status, per signal and gRPC code (retryable ones are kept by the collector).",
+    ["signal", "code"],
+)
+BATCH_SECONDS = Histogram(
+    "b2c_processor_batch_seconds",
+    "Time to decode, derive and store one export request.",
+    ["signal"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+JOB_CHANGES = Counter(
+    "b2c_processor_job_changes",
+    "Changes of job status or progress stored, per new status.",
+    ["status"],
+)

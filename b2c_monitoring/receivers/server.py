@@ -1,0 +1,80 @@
+"""The processor process: the OTLP gRPC server, its metrics endpoint, its database pool."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from prometheus_client import start_http_server
+
+from b2c_monitoring.errors import StorageUnavailable
+from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
+from b2c_monitoring.settings import Settings
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.jobs import JobStore
+from b2c_monitoring.storage.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+
+def build_server(settings: Settings, store: JobStore) -> grpc.Server:
+    auth = Authenticator(settings.processor_token)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=settings.processor_workers, thread_name_prefix="otlp"
+        ),
+        options=[
+            ("grpc.max_receive_message_length", settings.processor_max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ],
+        maximum_concurrent_rpcs=settings.processor_workers * 4,
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+        TraceService(store, auth, settings.default_tenant), server
+    )
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(auth), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(auth), server)
+    server.add_insecure_port(settings.processor_listen)
+    return server
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT. Migrations run first (safe with several replicas)."""
+    # Not listening before the schema is there: until then the collector's exporter sees
+    # a refused connection, retries, and keeps the data in its queue.
+    delay = 0.5
+    while True:
+        try:
+            applied = migrate(settings.database_url)
+            break
+        except StorageUnavailable as exc:
+            log.warning("database not reachable for migrations (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    pool = make_pool(
+        settings.database_url, max_size=settings.database_pool_size, name="b2c-processor"
+    )
+    pool.open(wait=False)
+    start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
+    server = build_server(settings, JobStore(pool))
+    server.start()
+    log.info(
+        "processor listening on %s, metrics on :%d",
+        settings.processor_listen,
+        settings.processor_metrics_port,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=5).wait()
+    pool.close()

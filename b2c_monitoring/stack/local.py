@@ -1,0 +1,124 @@
+"""The whole local stack, the product's embedded default, in one home folder.
+
+``<home>/data/<part>`` data, ``<home>/logs/<part>.log`` logs, ``<home>/run/<part>`` pid
+files and generated configuration, ``<home>/credentials.json`` the admin token that
+the CLI finds without flags. The default home is ``.b2c/`` in the checkout
+(``B2C_HOME`` overrides it); ``B2C_PORT_OFFSET`` shifts every port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from b2c_monitoring.auth import Role
+from b2c_monitoring.stack.apps import Api, Processor
+from b2c_monitoring.stack.base import Part, Ports, Progress, StackLayout, repo_root
+from b2c_monitoring.stack.collector import Collector
+from b2c_monitoring.stack.elasticsearch import Elasticsearch
+from b2c_monitoring.stack.postgres import Postgres
+from b2c_monitoring.stack.prometheus import Prometheus
+from b2c_monitoring.stack.supervisor import Supervisor
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.migrations import migrate
+from b2c_monitoring.storage.tokens import TokenStore
+
+CREDENTIALS = "credentials.json"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("B2C_HOME") or repo_root() / ".b2c").resolve()
+
+
+def default_layout(home: Path | None = None, port_offset: int | None = None) -> StackLayout:
+    offset = port_offset if port_offset is not None else int(os.environ.get("B2C_PORT_OFFSET", "0"))
+    return StackLayout(home=(home or default_home()).resolve(), ports=Ports(offset))
+
+
+def _secret_file(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+class LocalStack:
+    def __init__(self, layout: StackLayout, *, fast_unsafe: bool = False) -> None:
+        self.layout = layout
+        self.layout.home.mkdir(parents=True, exist_ok=True)
+        self.postgres = Postgres(layout, fast_unsafe=fast_unsafe)
+        self.processor_token = _secret_file(layout.home / "run" / "processor-token")
+        self.logs_index = "b2c-logs"
+        self.elasticsearch = Elasticsearch(layout)
+        self.prometheus = Prometheus(layout)
+        self.processor = Processor(layout, self.postgres.url, self.processor_token)
+        self.collector = Collector(layout, self.processor_token, self.logs_index)
+        self.api = Api(layout, self.postgres.url, self.processor_token)
+        parts: list[Part] = [
+            self.postgres,
+            self.elasticsearch,
+            self.processor,
+            self.collector,
+            self.prometheus,
+            self.api,
+        ]
+        self.supervisor = Supervisor(layout, parts)
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.layout.home / CREDENTIALS
+
+    def up(self, progress: Progress) -> None:
+        self.supervisor.start(self.postgres, progress)
+        migrate(self.postgres.url)
+        self.ensure_admin_token(progress)
+        for part in self.supervisor.parts[1:]:
+            self.supervisor.start(part, progress)
+
+    def down(self, progress: Progress) -> None:
+        self.supervisor.down(progress)
+
+    def ensure_admin_token(self, progress: Progress) -> None:
+        if self.credentials_path.exists():
+            return
+        pool = make_pool(self.postgres.url, max_size=1, name="b2c-stack")
+        pool.open(wait=True)
+        try:
+            _, secret = TokenStore(pool).create("local-admin", Role.ADMIN, None, datetime.now(UTC))
+        finally:
+            pool.close()
+        self.credentials_path.write_text(
+            json.dumps(
+                {"apiUrl": f"http://127.0.0.1:{self.layout.ports.api}", "token": secret}, indent=2
+            )
+        )
+        self.credentials_path.chmod(0o600)
+        progress(f"created an admin token in {self.credentials_path}")
+
+    def credentials(self) -> dict[str, str]:
+        """The stack's admin API address and token (``credentials.json``)."""
+        stored: dict[str, str] = json.loads(self.credentials_path.read_text())
+        return stored
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "home": str(self.layout.home),
+            "parts": [
+                {
+                    "name": s.name,
+                    "running": s.running,
+                    "healthy": s.healthy,
+                    "pid": s.pid,
+                    "log": str(s.log),
+                    "endpoints": s.endpoints,
+                }
+                for s in self.supervisor.status()
+            ],
+        }

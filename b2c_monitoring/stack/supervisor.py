@@ -1,0 +1,170 @@
+"""Starting, watching and stopping the local stack's processes.
+
+Each part runs detached in its own session, its output appended to its log file,
+its pid in ``run/<part>/pid``. A part that does not turn healthy within its
+deadline is reported with its log file and the last lines of that log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from b2c_monitoring.errors import StackError
+from b2c_monitoring.stack.base import Part, Progress, StackLayout
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    name: str
+    running: bool
+    healthy: bool
+    pid: int | None
+    log: Path
+    endpoints: dict[str, str]
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log yet)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    def __init__(self, layout: StackLayout, parts: Sequence[Part]) -> None:
+        self.layout = layout
+        self.parts = list(parts)
+
+    def _pid_file(self, part: Part) -> Path:
+        return self.layout.run(part.name) / "pid"
+
+    def pid(self, part: Part) -> int | None:
+        try:
+            pid = int(self._pid_file(part).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        # a zombie of ours that exited counts as gone
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            return None
+        return None if state == "Z" else pid
+
+    def start(self, part: Part, progress: Progress, *, timeout: float = 120.0) -> None:
+        if self.pid(part) is not None and part.healthy():
+            progress(f"{part.name}: already running")
+            return
+        part.install(progress)
+        launch = part.prepare()
+        log_path = self.layout.log(part.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.layout.run(part.name).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **launch.env}
+        # the user's own group, not root's, for a part that runs unprivileged
+        group = pwd.getpwnam(launch.user).pw_gid if launch.user else None
+        with open(log_path, "ab") as log:
+            log.write(f"\n==== starting {part.name}: {' '.join(launch.argv)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                launch.argv,
+                env=env,
+                cwd=launch.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=launch.user,
+                group=group,
+                extra_groups=[] if launch.user else None,
+            )
+        self._pid_file(part).write_text(str(process.pid))
+        progress(f"{part.name}: started (pid {process.pid}), waiting until healthy")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StackError(
+                    f"{part.name} exited with code {process.returncode}; see {log_path}:\n{tail(log_path)}"
+                )
+            if part.healthy():
+                after_start = getattr(part, "after_start", None)
+                if after_start is not None:
+                    after_start(progress)
+                progress(f"{part.name}: healthy")
+                return
+            time.sleep(0.25)
+        raise StackError(
+            f"{part.name} did not become healthy within {timeout:.0f}s; see {log_path}:\n{tail(log_path)}"
+        )
+
+    def stop(self, part: Part, progress: Progress, *, timeout: float = 30.0) -> None:
+        pid = self.pid(part)
+        if pid is None:
+            self._pid_file(part).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid(part) is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if self.pid(part) is not None:
+            progress(f"{part.name}: did not stop within {timeout:.0f}s, killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            _reap(pid)
+        self._pid_file(part).unlink(missing_ok=True)
+        progress(f"{part.name}: stopped")
+
+    def up(self, progress: Progress) -> None:
+        for part in self.parts:
+            self.start(part, progress)
+
+    def down(self, progress: Progress) -> None:
+        for part in reversed(self.parts):
+            self.stop(part, progress)
+
+    def status(self) -> list[PartStatus]:
+        result = []
+        for part in self.parts:
+            pid = self.pid(part)
+            result.append(
+                PartStatus(
+                    name=part.name,
+                    running=pid is not None,
+                    healthy=pid is not None and part.healthy(),
+                    pid=pid,
+                    log=self.layout.log(part.name),
+                    endpoints=part.endpoints(),
+                )
+            )
+        return result
+
+    def part(self, name: str) -> Part:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise StackError(f"no part named {name!r}; parts: {', '.join(p.name for p in self.parts)}")
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

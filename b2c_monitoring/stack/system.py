@@ -1,0 +1,136 @@
+"""Machine-level steps the local stack needs: Debian packages, system users, permissions."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from b2c_monitoring.errors import StackError
+from b2c_monitoring.stack.base import Progress
+
+_apt_updated = False
+# another apt run holding the lock is waited for, not failed on
+_APT = ("apt-get", "-o", "DPkg::Lock::Timeout=900")
+
+
+def apt_install(packages: Sequence[str], progress: Progress) -> None:
+    global _apt_updated
+    if shutil.which("apt-get") is None:
+        raise StackError(
+            f"cannot install {', '.join(packages)}: apt-get is missing; install them by hand"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _apt_updated:
+        progress("apt-get update")
+        _run([*_APT, "update", "-q"], env)
+        _apt_updated = True
+    progress(f"apt-get install {' '.join(packages)}")
+    _run([*_APT, "install", "-y", "-q", "--no-install-recommends", *packages], env)
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise StackError(
+            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+
+
+def as_user_argv(user: str, argv: Sequence[str]) -> list[str]:
+    """Wrap ``argv`` so that it runs as ``user`` (with that user's primary group and
+    supplementary groups) when started by root.
+
+    ``setpriv`` (util-linux) changes the ids and then *execs* the command: no
+    intermediary parent, the pid the supervisor records is the service's own pid,
+    signals reach it directly, and the environment is kept as given. ``runuser -u``
+    is the fallback where setpriv is missing; it keeps a watching parent that relays
+    SIGTERM and SIGKILLs the child two seconds later, which is too short for a clean
+    shutdown of some services.
+    """
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError as exc:
+        raise StackError(f"system user {user!r} does not exist") from exc
+    if shutil.which("setpriv"):
+        return [
+            "setpriv",
+            f"--reuid={entry.pw_uid}",
+            f"--regid={entry.pw_gid}",
+            "--init-groups",
+            "--",
+            *argv,
+        ]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", user, "--", *argv]
+    raise StackError("neither setpriv nor runuser is installed (package util-linux)")
+
+
+def ensure_system_user(user: str, progress: Progress) -> None:
+    """Create ``user`` as a system user without home and login shell if missing."""
+    try:
+        pwd.getpwnam(user)
+        return
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        raise StackError(f"system user {user!r} is missing and only root can create it")
+    progress(f"creating system user {user}")
+    done = subprocess.run(
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in (0, 9):  # 9: created meanwhile by someone else
+        raise StackError(f"useradd {user} failed: {done.stderr.strip()}")
+
+
+def user_ids(user: str) -> tuple[int, int, frozenset[int]]:
+    entry = pwd.getpwnam(user)
+    groups = {entry.pw_gid}
+    groups.update(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)
+    return entry.pw_uid, entry.pw_gid, frozenset(groups)
+
+
+def _can_search(st: os.stat_result, uid: int, gids: frozenset[int]) -> bool:
+    if uid == st.st_uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid in gids:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def grant_search_path(path: Path, user: str, progress: Progress) -> None:
+    """Let ``user`` reach ``path``: add the others' search bit (never read) to every
+    folder above it that the user could not pass."""
+    uid, _gid, gids = user_ids(user)
+    for folder in reversed(path.resolve().parents):
+        st = folder.stat()
+        if not _can_search(st, uid, gids):
+            progress(f"allowing {user} to pass {folder} (chmod o+x)")
+            folder.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give ``root`` and everything below it to uid:gid (skips what is already theirs)."""
+    for folder, dirs, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, n) for n in (*dirs, *files))]:
+            st = os.lstat(name)
+            if st.st_uid != uid or st.st_gid != gid:
+                os.lchown(name, uid, gid)

@@ -1,0 +1,59 @@
+"""The Postgres boundary: connection pools, and psycopg's errors translated once.
+
+Everything that talks to Postgres goes through a pool made here and runs inside
+``translate_errors()``, so callers above see only ``errors.StorageError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg
+
+from b2c_monitoring.errors import StorageRejected, StorageUnavailable
+
+# Transient by nature: the same statement may well succeed when tried again.
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57")  # connection, rollback, resources, shutdown
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg_pool.PoolTimeout as exc:
+        raise StorageUnavailable(f"no database connection available: {exc}") from exc
+    except psycopg.Error as exc:
+        sqlstate = exc.sqlstate or ""
+        if isinstance(exc, psycopg.OperationalError | pg.InternalError) or sqlstate.startswith(
+            _RETRYABLE_SQLSTATE_CLASSES
+        ):
+            raise StorageUnavailable(f"database unavailable: {exc}".strip()) from exc
+        raise StorageRejected(f"database refused the data: {exc}".strip()) from exc
+
+
+def is_retryable_conflict(exc: BaseException) -> bool:
+    """A deadlock or serialization failure: retry the whole transaction."""
+    cause = exc.__cause__
+    return isinstance(cause, pg.DeadlockDetected | pg.SerializationFailure)
+
+
+def make_pool(conninfo: str, *, max_size: int, name: str) -> psycopg_pool.ConnectionPool:
+    """A pool that opens lazily and survives the database restarting.
+
+    ``check`` validates a connection before it is lent, so a restarted Postgres costs
+    one failed batch (answered with a retryable status), not a broken pool.
+    """
+    return psycopg_pool.ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=max_size,
+        name=name,
+        open=False,
+        timeout=5.0,
+        reconnect_timeout=0,  # keep trying to reconnect for ever; never give up the pool
+        check=psycopg_pool.ConnectionPool.check_connection,
+        kwargs={"connect_timeout": 3, "application_name": name},
+    )

@@ -1,0 +1,126 @@
+"""Admin API tokens. The secret is shown once at creation; only its SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg_pool
+from psycopg.rows import dict_row
+
+from b2c_monitoring.auth import Principal, Role
+from b2c_monitoring.errors import NotFound, Unauthenticated
+from b2c_monitoring.storage.db import translate_errors
+
+TOKEN_PREFIX = "b2c_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    name: str
+    role: Role
+    tenants: tuple[str, ...] | None
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _record(row: dict[str, Any]) -> TokenRecord:
+    return TokenRecord(
+        id=str(row["id"]),
+        name=row["name"],
+        role=Role(row["role"]),
+        tenants=tuple(row["tenants"]) if row["tenants"] is not None else None,
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+class TokenStore:
+    def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
+        self._pool = pool
+
+    def create(
+        self, name: str, role: Role, tenants: Sequence[str] | None, now: datetime
+    ) -> tuple[TokenRecord, str]:
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                "INSERT INTO api_tokens (id, name, token_hash, role, tenants, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+                (
+                    uuid.uuid4(),
+                    name,
+                    _hash(secret),
+                    role.value,
+                    list(tenants) if tenants else None,
+                    now,
+                ),
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return _record(row), secret
+
+    def authenticate(self, secret: str, now: datetime) -> Principal:
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                "UPDATE api_tokens SET last_used_at = %s WHERE token_hash = %s AND revoked_at IS NULL "
+                "RETURNING id, name, role, tenants",
+                (now, _hash(secret)),
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise Unauthenticated("the token is unknown or revoked")
+        return Principal(
+            token_id=str(row["id"]),
+            name=row["name"],
+            role=Role(row["role"]),
+            tenants=tuple(row["tenants"]) if row["tenants"] is not None else None,
+        )
+
+    def list(self) -> list[TokenRecord]:
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute("SELECT * FROM api_tokens ORDER BY created_at, name")
+            return [_record(row) for row in cur.fetchall()]
+
+    def revoke(self, token_id: str, now: datetime) -> TokenRecord:
+        try:
+            key = uuid.UUID(token_id)
+        except ValueError as exc:
+            raise NotFound(f"no token {token_id!r}") from exc
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, %s) WHERE id = %s RETURNING *",
+                (now, key),
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"no token {token_id!r}")
+        return _record(row)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh machine and runs the whole suite:
+# uv and the locked Python environment, then pytest, whose fixtures install and start
+# the real local stack (Postgres, Elasticsearch, Prometheus, the collector built with
+# the Collector Builder, the processor, the API) under .b2c-test/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# uv from PyPI if the machine lacks it; `python3 -m uv` works without a PATH shim
+if command -v uv >/dev/null 2>&1; then
+    uv() { command uv "$@"; }
+else
+    python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+    uv() { python3 -m uv "$@"; }
+fi
+uv sync --frozen --quiet
+
+echo "== lint: ruff, mypy --strict"
+uv run ruff check .
+uv run ruff format --check . >/dev/null || { uv run ruff format --diff . | head -50; exit 1; }
+uv run mypy
+
+echo "== tests"
+set +e
+uv run pytest "$@"
+status=$?
+set -e
+# 5: no tests were collected; that is a failure of the suite, not a pass
+if [ "$status" -eq 5 ]; then
+    echo "no tests ran" >&2
+    exit 1
+fi
+exit "$status"

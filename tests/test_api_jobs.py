@@ -1,0 +1,203 @@
+"""GET /api/admin/jobs/{id} on the running API process, with real HTTP and real tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import psycopg_pool
+import pytest
+
+from b2c_monitoring.auth import Role
+from b2c_monitoring.contract import JobState
+from b2c_monitoring.processors.jobs import JobReport
+from b2c_monitoring.stack.local import LocalStack
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.jobs import JobStore
+from b2c_monitoring.storage.tokens import TokenStore
+
+pytestmark = pytest.mark.integration
+
+T = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
+    p = make_pool(stack.postgres.url, max_size=2, name="api-test")
+    p.open(wait=True)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"http://127.0.0.1:{stack.layout.ports.api}", timeout=10) as client:
+        yield client
+
+
+def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
+    _, secret = TokenStore(pool).create(f"test-{role.value}", role, tenants, datetime.now(UTC))
+    return secret
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def seed(pool: psycopg_pool.ConnectionPool, tenant: str, job_id: str) -> None:
+    JobStore(pool).apply(
+        [
+            JobReport(
+                tenant,
+                job_id,
+                JobState.RUNNING,
+                T,
+                job_type="PIM_IMPORT",
+                progress=20,
+                metadata={"rows": 7},
+            ),
+            JobReport(
+                tenant,
+                job_id,
+                JobState.FAILED,
+                T.replace(minute=5),
+                job_type="PIM_IMPORT",
+                error_message="PIM timeout",
+            ),
+        ],
+        datetime.now(UTC),
+    )
+
+
+def test_a_job_is_served_in_camel_case_like_the_adr_record(
+    api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    seed(pool, tenant, "job-1")
+    response = api.get("/api/admin/jobs/job-1", headers=bearer(token(pool, Role.VIEWER, [tenant])))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == "job-1"
+    assert body["tenantId"] == tenant
+    assert body["jobType"] == "PIM_IMPORT"
+    assert body["status"] == "failed"
+    assert body["progressPercent"] == 20
+    assert body["errorMessage"] == "PIM timeout"
+    assert body["metadata"] == {"rows": 7}
+    assert datetime.fromisoformat(body["startedAt"]) == T
+    assert datetime.fromisoformat(body["completedAt"]) == T.replace(minute=5)
+    assert [e["status"] for e in body["timeline"]] == ["running", "failed"]
+
+
+def test_no_token_and_a_wrong_token_answer_401_problems(api: httpx.Client) -> None:
+    for headers in ({}, bearer("b2c_not-a-token")):
+        response = api.get("/api/admin/jobs/anything", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["status"] == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_another_tenants_job_answers_404_as_if_absent(
+    api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    seed(pool, tenant, "secret-job")
+    outsider = token(pool, Role.ADMIN, [tenant + "-other"])
+    hidden = api.get("/api/admin/jobs/secret-job", headers=bearer(outsider))
+    absent = api.get("/api/admin/jobs/never-existed", headers=bearer(outsider))
+    assert hidden.status_code == absent.status_code == 404
+    assert hidden.json()["type"] == absent.json()["type"]
+    assert "secret-job" in hidden.json()["detail"]
+
+
+def test_a_revoked_token_is_refused(
+    api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    seed(pool, tenant, "j")
+    store = TokenStore(pool)
+    record, secret = store.create("short-lived", Role.VIEWER, [tenant], datetime.now(UTC))
+    assert api.get("/api/admin/jobs/j", headers=bearer(secret)).status_code == 200
+    store.revoke(record.id, datetime.now(UTC))
+    assert api.get("/api/admin/jobs/j", headers=bearer(secret)).status_code == 401
+
+
+def test_the_openapi_document_describes_the_job_and_its_problems(api: httpx.Client) -> None:
+    doc = api.get("/openapi.json").json()
+    operation = doc["paths"]["/api/admin/jobs/{job_id}"]["get"]
+    assert set(operation["responses"]) >= {"200", "401", "403", "404", "422"}
+    problem = operation["responses"]["404"]["content"]["application/problem+json"]["schema"]
+    assert problem["$ref"].endswith("/Problem")
+    job = doc["components"]["schemas"]["SchedulerJobDetail"]
+    assert {
+        "id",
+        "jobType",
+        "tenantId",
+        "status",
+        "progressPercent",
+        "createdAt",
+        "startedAt",
+        "completedAt",
+        "errorMessage",
+        "metadata",
+        "timeline",
+    } <= set(job["properties"])
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def _cli(stack: LocalStack, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "B2C_API_URL": f"http://127.0.0.1:{stack.layout.ports.api}",
+        "B2C_TOKEN": secret,
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "b2c_monitoring", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_b2c_jobs_show_prints_a_table_and_json_exactly_as_the_api(
+    stack: LocalStack, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    seed(pool, tenant, "cli-job")
+    secret = token(pool, Role.VIEWER, [tenant])
+    as_json = _cli(stack, secret, "jobs", "show", "cli-job", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert (
+        as_json.stdout.strip()
+        == api.get("/api/admin/jobs/cli-job", headers=bearer(secret)).text.strip()
+    )
+    assert json.loads(as_json.stdout)["status"] == "failed"
+
+    table = _cli(stack, secret, "jobs", "show", "cli-job")
+    assert table.returncode == 0, table.stderr
+    assert "PIM_IMPORT" in table.stdout
+    assert "PIM timeout" in table.stdout
+
+    missing = _cli(stack, secret, "jobs", "show", "no-such-job")
+    assert missing.returncode == 1
+    assert "no job 'no-such-job'" in missing.stderr
+
+
+def test_the_cli_says_what_to_do_when_the_api_is_unreachable(stack: LocalStack) -> None:
+    env = {**os.environ, "B2C_API_URL": "http://127.0.0.1:1", "B2C_TOKEN": "x"}
+    result = subprocess.run(
+        [sys.executable, "-m", "b2c_monitoring", "jobs", "show", "j"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "b2c stack status" in result.stderr

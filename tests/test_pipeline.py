@@ -1,0 +1,302 @@
+"""End to end through the real collector: probes and raw OTLP in, Postgres, the API,
+Elasticsearch and Prometheus out."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from b2c_monitoring.contract import JobState
+from b2c_monitoring.probes import Probes, ProbeSettings
+from b2c_monitoring.stack.local import LocalStack
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.jobs import JobStore
+from tests.otlp_builders import job_span, trace_request
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 60, what: str = "") -> T:
+    """Poll until ``probe`` returns something; the pipeline is asynchronous by design."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    token = stack.credentials()["token"]
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{stack.layout.ports.api}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def jobs(stack: LocalStack) -> Iterator[JobStore]:
+    pool = make_pool(stack.postgres.url, max_size=2, name="pipeline-test")
+    pool.open(wait=True)
+    yield JobStore(pool)
+    pool.close()
+
+
+def probes_for(stack: LocalStack, tenant: str) -> Probes:
+    return Probes(
+        ProbeSettings(
+            endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            service_name="erp-connector",
+            tenant_id=tenant,
+        )
+    )
+
+
+def job_in_api(api: httpx.Client, job_id: str, state: str) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        response = api.get(f"/api/admin/jobs/{job_id}")
+        if response.status_code == 200 and response.json()["status"] == state:
+            body: dict[str, Any] = response.json()
+            return body
+        return None
+
+    return probe
+
+
+def test_a_job_reported_with_the_probes_reaches_postgres_and_the_api(
+    stack: LocalStack, api: httpx.Client, tenant: str
+) -> None:
+    probes = probes_for(stack, tenant)
+    try:
+        with probes.job_run("ERP_SYNC", tenant_id=tenant, metadata={"source": "enventa"}) as job:
+            job.progress(40)
+            job.progress(80, records_processed=1200)
+        job_id = job.job_id
+    finally:
+        probes.shutdown()
+
+    body = eventually(
+        job_in_api(api, job_id, "succeeded"), what=f"job {job_id} succeeded in the API"
+    )
+    assert body["tenantId"] == tenant
+    assert body["jobType"] == "ERP_SYNC"
+    assert body["progressPercent"] == 100
+    assert body["serviceName"] == "erp-connector"
+    assert body["metadata"]["source"] == "enventa"
+    assert body["metadata"]["records_processed"] == 1200
+    assert body["createdAt"] <= body["startedAt"] <= body["completedAt"]
+    assert [e["progressPercent"] for e in body["timeline"]] == [0, 40, 80, 100]
+
+
+def test_a_failing_job_is_stored_failed_with_its_error(
+    stack: LocalStack, api: httpx.Client, tenant: str
+) -> None:
+    probes = probes_for(stack, tenant)
+    try:
+        with probes.job_run("PIM_IMPORT", tenant_id=tenant) as job:
+            job.progress(10)
+            job.fail("PIM answered 503 Service Unavailable")
+    finally:
+        probes.shutdown()
+    body = eventually(job_in_api(api, job.job_id, "failed"), what="the failed job")
+    assert body["errorMessage"] == "PIM answered 503 Service Unavailable"
+    assert body["progressPercent"] == 10
+
+
+def _reports(job_id: str, tenant: str, base: int) -> list[Any]:
+    attrs = {"scheduler.job.id": job_id, "scheduler.job.type": "CRM_EXPORT", "tenant.id": tenant}
+    trace_id = os.urandom(16)
+    return [
+        job_span({**attrs, "scheduler.job.state": "pending"}, end_ns=base, trace_id=trace_id),
+        job_span(
+            {**attrs, "scheduler.job.state": "running", "scheduler.job.progress_percent": 10},
+            end_ns=base + 10**9,
+            trace_id=trace_id,
+        ),
+        job_span(
+            {
+                **attrs,
+                "scheduler.job.state": "running",
+                "scheduler.job.progress_percent": 70,
+                "scheduler.job.metadata.rows": 700,
+            },
+            end_ns=base + 2 * 10**9,
+            trace_id=trace_id,
+        ),
+        job_span(
+            {**attrs, "scheduler.job.state": "failed"},
+            end_ns=base + 3 * 10**9,
+            error="CRM rejected 3 contacts",
+            trace_id=trace_id,
+        ),
+        job_span(
+            {**attrs, "scheduler.job.state": "running", "scheduler.job.progress_percent": 90},
+            end_ns=base + 4 * 10**9,
+            trace_id=trace_id,
+        ),
+    ]
+
+
+def test_shuffled_and_duplicated_reports_end_in_the_same_row(
+    stack: LocalStack, jobs: JobStore, tenant: str
+) -> None:
+    in_order, scrambled = f"ordered-{uuid.uuid4()}", f"scrambled-{uuid.uuid4()}"
+    rng = random.Random(7)
+    base = time.time_ns() - 60 * 10**9
+    ordered_spans = _reports(in_order, tenant, base)
+    scrambled_spans = _reports(scrambled, tenant, base) * 3
+    rng.shuffle(scrambled_spans)
+    with grpc.insecure_channel(f"127.0.0.1:{stack.layout.ports.otlp_grpc}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        for span in ordered_spans:
+            stub.Export(trace_request([span]), timeout=10)
+        for start in range(0, len(scrambled_spans), 4):
+            stub.Export(trace_request(scrambled_spans[start : start + 4]), timeout=10)
+
+    def both() -> tuple[Any, Any] | None:
+        a, b = jobs.get(in_order, [tenant]), jobs.get(scrambled, [tenant])
+        if a and b and a[0].status is JobState.FAILED and b[0].status is JobState.FAILED:
+            return a[0], b[0]
+        return None
+
+    a, b = eventually(both, what="both jobs failed")
+    fields = (
+        "status",
+        "progress_percent",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "error_message",
+        "metadata",
+        "job_type",
+        "last_report_at",
+    )
+    assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}
+    assert (a.status, a.progress_percent, a.error_message) == (
+        JobState.FAILED,
+        90,
+        "CRM rejected 3 contacts",
+    )
+
+
+def test_a_hand_built_otlp_http_protobuf_report_is_a_job(
+    stack: LocalStack, api: httpx.Client, tenant: str
+) -> None:
+    """Any SDK that follows the contract works: no probes library, plain OTLP/HTTP."""
+    job_id = f"raw-{uuid.uuid4()}"
+    request = trace_request(
+        [
+            job_span(
+                {
+                    "scheduler.job.id": job_id,
+                    "scheduler.job.type": "ERP_SYNC",
+                    "scheduler.job.state": "running",
+                    "scheduler.job.progress_percent": 55,
+                }
+            )
+        ],
+        resource={"service.name": "dotnet-erp-provider", "tenant.id": tenant},
+    )
+    response = httpx.post(
+        f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    body = eventually(job_in_api(api, job_id, "running"), what="the raw job")
+    assert (body["tenantId"], body["progressPercent"], body["serviceName"]) == (
+        tenant,
+        55,
+        "dotnet-erp-provider",
+    )
+
+
+def test_a_job_log_record_is_found_in_elasticsearch(stack: LocalStack, tenant: str) -> None:
+    probes = probes_for(stack, tenant)
+    marker = uuid.uuid4().hex
+    try:
+        with probes.job_run("ERP_SYNC", tenant_id=tenant) as job:
+            job.logger.warning("enventa slow to answer, marker %s", marker)
+    finally:
+        probes.shutdown()
+    es = stack.elasticsearch.url
+
+    def found() -> dict[str, Any] | None:
+        response = httpx.post(
+            f"{es}/b2c-logs*/_search",
+            json={
+                "query": {
+                    "bool": {
+                        "filter": [{"term": {"Attributes.scheduler.job.id": job.job_id}}],
+                        "must": [{"match": {"Body": marker}}],
+                    }
+                }
+            },
+            timeout=10,
+        )
+        hits = (
+            response.json().get("hits", {}).get("hits", []) if response.status_code == 200 else []
+        )
+        return hits[0]["_source"] if hits else None
+
+    source = eventually(found, what="the job's log record in Elasticsearch")
+    assert source["SeverityText"] == "WARN"
+    assert source["SeverityNumber"] == 13
+    assert source["Resource.service.name"] == "erp-connector"
+    assert source["Attributes.scheduler.job.id"] == job.job_id
+
+
+def test_a_metric_reaches_prometheus(stack: LocalStack, tenant: str) -> None:
+    component = f"catalog-{uuid.uuid4().hex[:8]}"
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(
+            endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}", insecure=True
+        ),
+        export_interval_millis=500,
+    )
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": "catalog", "tenant.id": tenant}),
+        metric_readers=[reader],
+    )
+    provider.get_meter("test").create_gauge("component.health.status").set(
+        1, {"component.name": component}
+    )
+    provider.force_flush()
+    prometheus = stack.prometheus.url
+
+    def queried() -> list[Any] | None:
+        response = httpx.get(
+            f"{prometheus}/api/v1/query",
+            params={"query": f'component_health_status{{component_name="{component}"}}'},
+            timeout=10,
+        )
+        result = response.json()["data"]["result"]
+        return result or None
+
+    try:
+        [sample] = eventually(queried, what="the gauge in Prometheus")
+    finally:
+        provider.shutdown()
+    assert sample["value"][1] == "1"
+    assert sample["metric"]["tenant_id"] == tenant
