@@ -34,7 +34,7 @@ def _say(line: str) -> None:
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's own settings or tokens."""
     for key in list(os.environ):
-        if key.startswith(("B2C_", "OTEL_")) and key not in ("B2C_CACHE_DIR",):
+        if key.startswith(("B2C_", "OTEL_")) and not key.startswith(("B2C_TEST_", "B2C_CACHE_DIR")):
             monkeypatch.delenv(key, raising=False)
 
 
