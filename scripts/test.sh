@@ -20,6 +20,9 @@ uv run ruff check .
 uv run ruff format --check . >/dev/null || { uv run ruff format --diff . | head -50; exit 1; }
 uv run mypy
 
+echo "== installing the stack's parts (a first collector build takes minutes)"
+uv run b2c stack install --home .b2c-test
+
 echo "== tests"
 set +e
 uv run pytest "$@"

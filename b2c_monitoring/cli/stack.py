@@ -37,6 +37,15 @@ def local_stack(home: Path | None) -> LocalStack:
 
 @app.command()
 @handle_errors
+def install(home: HomeOpt = None) -> None:
+    """Install what is missing (Debian packages, the Elasticsearch zip, the collector
+    build) without starting anything; the first collector build takes minutes."""
+    local_stack(home).install(_say)
+    output.console.print("[green]everything is installed[/green]")
+
+
+@app.command()
+@handle_errors
 def up(home: HomeOpt = None) -> None:
     """Install what is missing and start every part; waits until each is healthy."""
     stack = local_stack(home)

@@ -75,6 +75,11 @@ class LocalStack:
     def credentials_path(self) -> Path:
         return self.layout.home / CREDENTIALS
 
+    def install(self, progress: Progress) -> None:
+        """Install and build what every part needs, without starting anything."""
+        for part in self.supervisor.parts:
+            part.install(progress)
+
     def up(self, progress: Progress) -> None:
         self.supervisor.start(self.postgres, progress)
         migrate(self.postgres.url)

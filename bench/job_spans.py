@@ -1,0 +1,179 @@
+"""Job-state spans through the real collector into Postgres: throughput and loss.
+
+Sends job-state reports as OTLP gRPC to the collector of a running local stack
+(each job: pending, running 30 %, running 70 %, succeeded), then waits until every
+job is stored in its final state, and prints the figures.
+
+    uv run b2c stack up
+    uv run python bench/job_spans.py --seconds 60 --rate 20000
+
+``--rate`` caps the offered load (spans per second, 0: as fast as the senders go).
+The figures: spans offered per second, spans stored per second end to end (from the
+first send to the last job stored), and loss (jobs missing or not in their final
+state when the wait ends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from b2c_monitoring.stack.local import LocalStack, default_layout
+
+REPORTS = (("pending", None), ("running", 30), ("running", 70), ("succeeded", None))
+
+
+def _kv(key: str, value: str | int) -> KeyValue:
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def batch(tenant: str, first_job: int, jobs: int, run: str) -> ExportTraceServiceRequest:
+    spans = []
+    now = time.time_ns()
+    for n in range(first_job, first_job + jobs):
+        trace_id = os.urandom(16)
+        job_id = f"{run}-{n}"
+        for step, (state, progress) in enumerate(REPORTS):
+            attrs = [
+                _kv("scheduler.job.id", job_id),
+                _kv("scheduler.job.type", "ERP_SYNC"),
+                _kv("scheduler.job.state", state),
+            ]
+            if progress is not None:
+                attrs.append(_kv("scheduler.job.progress_percent", progress))
+            end = now + step * 1000
+            spans.append(
+                Span(
+                    trace_id=trace_id,
+                    span_id=os.urandom(8),
+                    name=f"job ERP_SYNC {state}",
+                    start_time_unix_nano=end - 500,
+                    end_time_unix_nano=end,
+                    attributes=attrs,
+                )
+            )
+    resource = Resource(attributes=[_kv("service.name", "bench"), _kv("tenant.id", tenant)])
+    return ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
+    )
+
+
+@dataclass
+class Sent:
+    jobs: int = 0
+    spans: int = 0
+    failed_requests: int = 0
+
+
+def sender(
+    endpoint: str,
+    tenant: str,
+    run: str,
+    worker: int,
+    workers: int,
+    jobs_per_request: int,
+    until: float,
+    rate: float,
+    sent: Sent,
+    lock: threading.Lock,
+) -> None:
+    spans_per_request = jobs_per_request * len(REPORTS)
+    interval = spans_per_request * workers / rate if rate else 0.0
+    next_at = time.monotonic()
+    n = worker * 10_000_000
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        while time.monotonic() < until:
+            request = batch(tenant, n, jobs_per_request, run)
+            try:
+                stub.Export(request, timeout=30)
+            except grpc.RpcError:
+                with lock:
+                    sent.failed_requests += 1
+                continue
+            n += jobs_per_request
+            with lock:
+                sent.jobs += jobs_per_request
+                sent.spans += spans_per_request
+            if interval:
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+
+def stored(database_url: str, tenant: str) -> tuple[int, int]:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'succeeded' AND progress_percent = 100) "
+            "FROM jobs WHERE tenant_id = %s",
+            (tenant,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=0.0, help="offered spans/s, 0 = unbounded")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jobs-per-request", type=int, default=100)
+    parser.add_argument("--wait", type=float, default=300.0, help="max seconds to wait for storage")
+    parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--port-offset", type=int, default=None)
+    args = parser.parse_args()
+
+    stack = LocalStack(default_layout(args.home, args.port_offset))
+    endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
+    run = uuid.uuid4().hex[:8]
+    tenant = f"bench-{run}"
+    sent, lock = Sent(), threading.Lock()
+    started = time.monotonic()
+    until = started + args.seconds
+    threads = [
+        threading.Thread(
+            target=sender,
+            args=(endpoint, tenant, run, w, args.workers, args.jobs_per_request, until, args.rate, sent, lock),
+        )
+        for w in range(args.workers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    send_seconds = time.monotonic() - started
+    print(f"sent {sent.spans} spans ({sent.jobs} jobs) in {send_seconds:.1f}s: "
+          f"{sent.spans / send_seconds:,.0f} spans/s offered; {sent.failed_requests} requests refused")
+
+    deadline = time.monotonic() + args.wait
+    total, done = stored(stack.postgres.url, tenant)
+    while done < sent.jobs and time.monotonic() < deadline:
+        time.sleep(0.5)
+        total, done = stored(stack.postgres.url, tenant)
+    elapsed = time.monotonic() - started
+    lost = sent.jobs - done
+    print(f"stored {done}/{sent.jobs} jobs in their final state ({total} rows) after {elapsed:.1f}s")
+    print(f"end-to-end: {done * len(REPORTS) / elapsed:,.0f} spans/s stored; "
+          f"loss: {lost} jobs ({100 * lost / max(sent.jobs, 1):.3f} %)")
+    return 0 if lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
