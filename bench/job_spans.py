@@ -150,7 +150,18 @@ def main() -> int:
     threads = [
         threading.Thread(
             target=sender,
-            args=(endpoint, tenant, run, w, args.workers, args.jobs_per_request, until, args.rate, sent, lock),
+            args=(
+                endpoint,
+                tenant,
+                run,
+                w,
+                args.workers,
+                args.jobs_per_request,
+                until,
+                args.rate,
+                sent,
+                lock,
+            ),
         )
         for w in range(args.workers)
     ]
@@ -159,8 +170,10 @@ def main() -> int:
     for t in threads:
         t.join()
     send_seconds = time.monotonic() - started
-    print(f"sent {sent.spans} spans ({sent.jobs} jobs) in {send_seconds:.1f}s: "
-          f"{sent.spans / send_seconds:,.0f} spans/s offered; {sent.failed_requests} requests refused")
+    print(
+        f"sent {sent.spans} spans ({sent.jobs} jobs) in {send_seconds:.1f}s: "
+        f"{sent.spans / send_seconds:,.0f} spans/s offered; {sent.failed_requests} requests refused"
+    )
 
     deadline = time.monotonic() + args.wait
     total, done = stored(stack.postgres.url, tenant)
@@ -169,9 +182,13 @@ def main() -> int:
         total, done = stored(stack.postgres.url, tenant)
     elapsed = time.monotonic() - started
     lost = sent.jobs - done
-    print(f"stored {done}/{sent.jobs} jobs in their final state ({total} rows) after {elapsed:.1f}s")
-    print(f"end-to-end: {done * len(REPORTS) / elapsed:,.0f} spans/s stored; "
-          f"loss: {lost} jobs ({100 * lost / max(sent.jobs, 1):.3f} %)")
+    print(
+        f"stored {done}/{sent.jobs} jobs in their final state ({total} rows) after {elapsed:.1f}s"
+    )
+    print(
+        f"end-to-end: {done * len(REPORTS) / elapsed:,.0f} spans/s stored; "
+        f"loss: {lost} jobs ({100 * lost / max(sent.jobs, 1):.3f} %)"
+    )
     return 0 if lost == 0 else 1
 
 
