@@ -300,3 +300,18 @@ def test_a_metric_reaches_prometheus(stack: LocalStack, tenant: str) -> None:
         provider.shutdown()
     assert sample["value"][1] == "1"
     assert sample["metric"]["tenant_id"] == tenant
+
+
+def test_the_processors_own_metrics_reach_prometheus(stack: LocalStack) -> None:
+    """Prometheus scrapes the processor: spans received and stored, per signal."""
+
+    def queried() -> float | None:
+        response = httpx.get(
+            f"{stack.prometheus.url}/api/v1/query",
+            params={"query": 'b2c_processor_stored_items_total{signal="spans"}'},
+            timeout=10,
+        )
+        result = response.json()["data"]["result"]
+        return float(result[0]["value"][1]) if result and float(result[0]["value"][1]) > 0 else None
+
+    assert eventually(queried, what="the processor's stored spans in Prometheus") > 0
