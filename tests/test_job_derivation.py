@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -134,7 +135,7 @@ reports_strategy = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=int(os.environ.get("B2C_PROPERTY_EXAMPLES", "400")), deadline=None)
 @given(reports_strategy, st.data())
 def test_any_order_and_any_duplication_give_the_same_job(
     reports: list[JobReport], data: st.DataObject

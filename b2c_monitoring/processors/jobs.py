@@ -24,8 +24,8 @@ No clock, database or network here: ``now`` is passed in and only stamps
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from b2c_monitoring.contract import JobState
@@ -78,9 +78,11 @@ class Job:
     retry_of: str | None
     service_name: str | None
     last_report_at: datetime
-    updated_at: datetime
-    # report time behind each "earliest wins" / "latest wins" field; see module doc
-    provenance: Mapping[str, str] = field(default_factory=dict)
+    # when it was last stored; not part of the job's value, so equality ignores it
+    updated_at: datetime = field(compare=False)
+    # report time (microseconds since the epoch) behind each "earliest wins" /
+    # "latest wins" field; see module doc
+    provenance: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,21 @@ class JobChange:
     error_message: str | None
 
 
-def _stamp(at: datetime) -> str:
-    """A sortable text form of a report time (UTC, fixed width)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
-def _terminal_key(state: JobState, at: datetime) -> tuple[datetime, int]:
-    return (at, _TERMINAL_TIEBREAK[state])
+def _stamp(at: datetime) -> int:
+    """A report time as exact integer microseconds since the epoch (sortable, JSON-safe)."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _terminal_key(
+    state: JobState, at: datetime, error: str | None
+) -> tuple[datetime, int, int, str]:
+    """Order of terminal reports: earliest first; at one instant the more alarming state,
+    then one with an error message over one without, then the message itself."""
+    return (at, _TERMINAL_TIEBREAK[state], 0 if error else 1, error or "")
 
 
 def _reported_progress(report: JobReport) -> int:
@@ -111,8 +121,8 @@ def _reported_progress(report: JobReport) -> int:
 
 
 def _earliest(
-    current: str | None, current_at: str | None, value: str | None, at: datetime
-) -> tuple[str | None, str | None]:
+    current: str | None, current_at: int | None, value: str | None, at: datetime
+) -> tuple[str | None, int | None]:
     """Keep the value of the earliest report that has one (ties: the smaller value)."""
     if value is None:
         return current, current_at
@@ -124,7 +134,7 @@ def _earliest(
 
 def _new_job(report: JobReport, now: datetime) -> Job:
     stamp = _stamp(report.at)
-    provenance: dict[str, str] = {f"metadata.{key}": stamp for key in report.metadata}
+    provenance: dict[str, int] = {f"metadata.{key}": stamp for key in report.metadata}
     for name, value in (
         ("job_type", report.job_type),
         ("retry_of", report.retry_of),
@@ -153,12 +163,13 @@ def _new_job(report: JobReport, now: datetime) -> Job:
     )
 
 
-def _merge(job: Job, report: JobReport) -> Job:
+def _merge(job: Job, report: JobReport, now: datetime) -> Job:
     status, completed_at, error_message = job.status, job.completed_at, job.error_message
     if report.state.terminal:
         if not job.status.terminal or (
             job.completed_at is not None
-            and _terminal_key(report.state, report.at) < _terminal_key(job.status, job.completed_at)
+            and _terminal_key(report.state, report.at, report.error_message)
+            < _terminal_key(job.status, job.completed_at, job.error_message)
         ):
             status, completed_at, error_message = report.state, report.at, report.error_message
     elif not job.status.terminal and _RANK[report.state] > _RANK[job.status]:
@@ -204,7 +215,7 @@ def _merge(job: Job, report: JobReport) -> Job:
         retry_of=fields["retry_of"],
         service_name=fields["service_name"],
         last_report_at=max(job.last_report_at, report.at),
-        updated_at=job.updated_at,
+        updated_at=now,
         provenance=provenance,
     )
 
@@ -219,10 +230,9 @@ def derive(job: Job | None, report: JobReport, now: datetime) -> tuple[Job, list
     if job is None:
         new = _new_job(report, now)
         return new, [_change(new, report.at)]
-    merged = _merge(job, report)
+    merged = _merge(job, report, now)
     if merged == job:
         return job, []
-    merged = replace(merged, updated_at=now)
     if (merged.status, merged.progress_percent) == (job.status, job.progress_percent):
         return merged, []
     return merged, [_change(merged, report.at)]

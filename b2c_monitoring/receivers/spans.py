@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -32,6 +32,8 @@ from b2c_monitoring.processors.jobs import JobReport, Scalar
 from b2c_monitoring.redaction import redact
 
 _STATES: Final = {s.value: s for s in JobState}
+_RELEVANT_PREFIXES: Final = ("scheduler.", c.TENANT_ID, c.ERROR_TYPE)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -67,11 +69,12 @@ def _string(
     attrs: Mapping[str, AnyValue], key: str, *, limit: int, required: bool = False
 ) -> str | None:
     value = attrs.get(key)
-    if value is None or value.WhichOneof("value") is None:
+    kind = None if value is None else value.WhichOneof("value")
+    if value is None or kind is None:
         if required:
             raise InvalidReport(f"{key} is missing", reason="missing_attribute")
         return None
-    if value.WhichOneof("value") != "string_value":
+    if kind != "string_value":
         raise InvalidReport(f"{key} must be a string", reason="wrong_type")
     text = value.string_value
     if not text.strip():
@@ -142,7 +145,9 @@ def decode_span(
     span: Span, resource: Mapping[str, AnyValue], default_tenant: str
 ) -> JobReport | None:
     """The report a span carries, ``None`` for an ordinary span; InvalidReport if broken."""
-    attrs = attributes(span.attributes)
+    # one pass, keeping only what a job report can use: ordinary spans carry many
+    # attributes, and this runs for every span the collector sends
+    attrs = {kv.key: kv.value for kv in span.attributes if kv.key.startswith(_RELEVANT_PREFIXES)}
     if c.JOB_ID not in attrs or c.JOB_STATE not in attrs:
         return None
     job_id = _string(attrs, c.JOB_ID, limit=c.JOB_ID_MAX_CHARS, required=True)
@@ -163,7 +168,7 @@ def decode_span(
         tenant_id=tenant or default_tenant,
         job_id=job_id,
         state=state,
-        at=datetime.fromtimestamp(span.end_time_unix_nano / 1e9, tz=UTC),
+        at=_EPOCH + timedelta(microseconds=span.end_time_unix_nano // 1000),
         job_type=_string(attrs, c.JOB_TYPE, limit=MAX_JOB_TYPE_CHARS, required=True),
         progress=_int(attrs, c.JOB_PROGRESS, 0, 100),
         attempt=_int(attrs, c.JOB_ATTEMPT, 1, 1_000_000),

@@ -39,18 +39,29 @@ _COLUMNS: Final = (
     "last_report_at, updated_at, provenance"
 )
 
+# Whole batches in one statement each: one array per column, unnested server-side.
+_ARRAYS: Final = (
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::smallint[], %s::timestamptz[], "
+    "%s::timestamptz[], %s::timestamptz[], %s::text[], %s::jsonb[], %s::int[], %s::text[], "
+    "%s::text[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[]"
+)
+
 _INSERT: Final = f"""
 INSERT INTO jobs ({_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest({_ARRAYS})
 ON CONFLICT (tenant_id, job_id) DO NOTHING
 RETURNING tenant_id, job_id
 """
 
-_UPDATE: Final = """
-UPDATE jobs SET job_type = %s, status = %s, progress_percent = %s, created_at = %s,
-    started_at = %s, completed_at = %s, error_message = %s, metadata = %s, attempt = %s,
-    retry_of = %s, service_name = %s, last_report_at = %s, updated_at = %s, provenance = %s
-WHERE tenant_id = %s AND job_id = %s
+_UPDATE: Final = f"""
+UPDATE jobs AS j SET job_type = u.job_type, status = u.status,
+    progress_percent = u.progress_percent, created_at = u.created_at,
+    started_at = u.started_at, completed_at = u.completed_at, error_message = u.error_message,
+    metadata = u.metadata, attempt = u.attempt, retry_of = u.retry_of,
+    service_name = u.service_name, last_report_at = u.last_report_at,
+    updated_at = u.updated_at, provenance = u.provenance
+FROM unnest({_ARRAYS}) AS u({_COLUMNS})
+WHERE j.tenant_id = u.tenant_id AND j.job_id = u.job_id
 """
 
 _LOCK: Final = f"""
@@ -60,9 +71,9 @@ ORDER BY tenant_id, job_id
 FOR UPDATE
 """
 
-_INSERT_CHANGE: Final = """
-INSERT INTO job_changes (tenant_id, job_id, status, progress_percent, at, error_message, recorded_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+_COPY_CHANGES: Final = """
+COPY job_changes (tenant_id, job_id, status, progress_percent, at, error_message, recorded_at)
+FROM STDIN
 """
 
 
@@ -112,6 +123,14 @@ def _values(job: Job) -> tuple[Any, ...]:
     )
 
 
+def _columns(jobs: Sequence[Job]) -> list[list[Any]]:
+    """Rows of jobs as one list per column (for the unnest statements)."""
+    return [
+        list(column)
+        for column in zip(*((j.tenant_id, j.job_id, *_values(j)) for j in jobs), strict=True)
+    ]
+
+
 def group_reports(reports: Iterable[JobReport]) -> dict[JobKey, list[JobReport]]:
     grouped: dict[JobKey, list[JobReport]] = defaultdict(list)
     for report in reports:
@@ -156,18 +175,8 @@ class JobStore:
                 changes.extend(job_changes)
 
             if inserts:
-                cur.executemany(
-                    _INSERT,
-                    [(j.tenant_id, j.job_id, *_values(j)) for j in inserts],
-                    returning=True,
-                )
-                inserted: set[JobKey] = set()
-                while True:
-                    row = cur.fetchone()
-                    if row is not None:
-                        inserted.add((row["tenant_id"], row["job_id"]))
-                    if not cur.nextset():
-                        break
+                cur.execute(_INSERT, _columns(inserts))
+                inserted = {(row["tenant_id"], row["job_id"]) for row in cur.fetchall()}
                 raced = [j for j in inserts if (j.tenant_id, j.job_id) not in inserted]
                 if raced:
                     # another replica inserted these first: merge onto its rows instead
@@ -181,23 +190,21 @@ class JobStore:
                             changes.extend(job_changes)
 
             if updates:
-                cur.executemany(_UPDATE, [(*_values(j), j.tenant_id, j.job_id) for j in updates])
+                cur.execute(_UPDATE, _columns(updates))
             if changes:
-                cur.executemany(
-                    _INSERT_CHANGE,
-                    [
-                        (
-                            c.tenant_id,
-                            c.job_id,
-                            c.status.value,
-                            c.progress_percent,
-                            c.at,
-                            c.error_message,
-                            now,
+                with cur.copy(_COPY_CHANGES) as copy:
+                    for c in changes:
+                        copy.write_row(
+                            (
+                                c.tenant_id,
+                                c.job_id,
+                                c.status.value,
+                                c.progress_percent,
+                                c.at,
+                                c.error_message,
+                                now,
+                            )
                         )
-                        for c in changes
-                    ],
-                )
             return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
 
     @staticmethod
