@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     processor_listen: str = "127.0.0.1:4417"
     processor_metrics_port: int = 9464
     processor_token: str = DEVELOPMENT_PROCESSOR_TOKEN
+    # gRPC threads of the front; derivation runs in processor_processes worker processes
     processor_workers: int = Field(default=8, ge=1, le=64)
+    processor_processes: int = Field(default=2, ge=1, le=64)
     processor_max_message_bytes: int = 64 * 1024 * 1024
 
     # the admin API

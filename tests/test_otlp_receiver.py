@@ -12,6 +12,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.receivers.server import build_server
+from b2c_monitoring.receivers.traces import handle_trace_export
+from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
@@ -35,7 +37,8 @@ def serve(database_url: str) -> tuple[grpc.Server, str, psycopg_pool.ConnectionP
     )
     pool = make_pool(database_url, max_size=2, name="receiver-test")
     pool.open(wait=False)
-    server = build_server(settings, JobStore(pool))
+    store = JobStore(pool)
+    server = build_server(settings, lambda data: handle_trace_export(store, "default", data))
     server.start()
     return server, listen, pool
 
@@ -145,3 +148,37 @@ def test_secrets_in_error_messages_are_redacted_before_storage(
     assert "hunter2" not in leak.error_message
     assert "abc123" not in leak.error_message
     assert "erp.local" in leak.error_message
+
+
+def test_bytes_that_are_not_an_otlp_request_are_refused_as_permanent(fresh_db: str) -> None:
+    server, listen, pool = serve(fresh_db)
+    try:
+        with grpc.insecure_channel(listen) as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export", None, None
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                export(b"\xff\xff\xff not protobuf", metadata=AUTH, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        server.stop(None)
+        pool.close()
+
+
+def test_worker_processes_derive_and_store_like_the_front_would(fresh_db: str) -> None:
+    settings = load_settings(database_url=fresh_db)
+    workers = WorkerPool(settings, 2)
+    try:
+        outcomes = [
+            workers(trace_request([job_span(job(f"w-{i}", "running"))]).SerializeToString())
+            for i in range(4)
+        ]
+    finally:
+        workers.close()
+    assert [(o.stored, o.not_stored) for o in outcomes] == [(1, None)] * 4
+    pool = make_pool(fresh_db, max_size=1, name="check")
+    pool.open(wait=True)
+    try:
+        assert all(JobStore(pool).get(f"w-{i}", ["t1"]) for i in range(4))
+    finally:
+        pool.close()

@@ -16,33 +16,22 @@ import hmac
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Callable
-from datetime import UTC, datetime
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from b2c_monitoring.errors import B2CError, InvalidReport, StorageError
 from b2c_monitoring.receivers import pipeline_metrics as m
-from b2c_monitoring.receivers.spans import decode_request
-from b2c_monitoring.storage.jobs import JobStore
+from b2c_monitoring.receivers.traces import TraceHandler
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _summary(rejected: list[InvalidReport]) -> str:
-    reasons = Tally(r.reason for r in rejected)
-    first = rejected[0].message
+def _summary(rejected: list[tuple[str, str]]) -> str:
+    reasons = Tally(reason for reason, _ in rejected)
     counts = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-    return f"rejected {len(rejected)} job-state span(s) ({counts}); first: {first}"
+    return f"rejected {len(rejected)} job-state span(s) ({counts}); first: {rejected[0][1]}"
 
 
 class Authenticator:
@@ -62,53 +51,58 @@ class Authenticator:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong processor token")
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(
-        self, store: JobStore, auth: Authenticator, default_tenant: str, clock: Clock = utc_now
-    ) -> None:
-        self._store = store
+class TraceService:
+    """``TraceService.Export``, receiving the request's raw bytes (see ``add_to_server``)."""
+
+    def __init__(self, handle: TraceHandler, auth: Authenticator) -> None:
+        self._handle = handle
         self._auth = auth
-        self._default_tenant = default_tenant
-        self._clock = clock
 
     def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+        self, data: bytes, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self._auth.check(context)
         started = time.perf_counter()
-        batch = decode_request(request, self._default_tenant)
-        total = len(batch.reports) + len(batch.rejected) + batch.ignored
-        m.RECEIVED.labels("spans").inc(total)
-        m.IGNORED.labels("spans").inc(batch.ignored)
-        try:
-            applied = self._store.apply(batch.reports, self._clock())
-        except StorageError as exc:
+        outcome = self._handle(data)
+        m.RECEIVED.labels("spans").inc(outcome.received)
+        m.IGNORED.labels("spans").inc(outcome.ignored)
+        for reason, _ in outcome.rejected:
+            m.REJECTED.labels("spans", reason).inc()
+        if outcome.not_stored is not None:
             code = (
-                grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INVALID_ARGUMENT
+                grpc.StatusCode.UNAVAILABLE
+                if outcome.not_stored.retryable
+                else grpc.StatusCode.INVALID_ARGUMENT
             )
             m.REFUSED_BATCHES.labels("spans", code.name).inc()
             log.warning(
-                "job-state batch of %d report(s) not stored (%s): %s",
-                len(batch.reports),
-                code.name,
-                exc,
+                "job-state batch not stored (%s): %s", code.name, outcome.not_stored.message
             )
-            context.abort(code, f"job-state batch not stored: {exc.message}")
-        except B2CError as exc:  # pragma: no cover - a bug; keep the data with the collector
-            m.REFUSED_BATCHES.labels("spans", "UNAVAILABLE").inc()
-            log.exception("unexpected error storing a job-state batch")
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        m.STORED.labels("spans").inc(len(batch.reports))
-        for change in applied.changes:
-            m.JOB_CHANGES.labels(change.status.value).inc()
+            context.abort(code, f"job-state batch not stored: {outcome.not_stored.message}")
+        m.STORED.labels("spans").inc(outcome.stored)
+        for status in outcome.change_statuses:
+            m.JOB_CHANGES.labels(status).inc()
         m.BATCH_SECONDS.labels("spans").observe(time.perf_counter() - started)
         response = trace_service_pb2.ExportTraceServiceResponse()
-        if batch.rejected:
-            for rejected in batch.rejected:
-                m.REJECTED.labels("spans", rejected.reason).inc()
-            response.partial_success.rejected_spans = len(batch.rejected)
-            response.partial_success.error_message = _summary(batch.rejected)
+        if outcome.rejected:
+            response.partial_success.rejected_spans = len(outcome.rejected)
+            response.partial_success.error_message = _summary(outcome.rejected)
         return response
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        # registered by hand so that Export gets the bytes unparsed: a worker process
+        # parses them, and the front stays free to receive
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.Export,
+                    request_deserializer=None,
+                    response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
 
 
 class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):

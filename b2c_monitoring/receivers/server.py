@@ -1,4 +1,4 @@
-"""The processor process: the OTLP gRPC server, its metrics endpoint, its database pool."""
+"""The processor process: the OTLP gRPC front, its metrics endpoint, its derivation workers."""
 
 from __future__ import annotations
 
@@ -11,20 +11,19 @@ from concurrent import futures
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from prometheus_client import start_http_server
 
 from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
+from b2c_monitoring.receivers.traces import TraceHandler
+from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import Settings
-from b2c_monitoring.storage.db import make_pool
-from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.migrations import migrate
 
 log = logging.getLogger(__name__)
 
 
-def build_server(settings: Settings, store: JobStore) -> grpc.Server:
+def build_server(settings: Settings, handle: TraceHandler) -> grpc.Server:
     auth = Authenticator(settings.processor_token)
     server = grpc.server(
         futures.ThreadPoolExecutor(
@@ -36,9 +35,7 @@ def build_server(settings: Settings, store: JobStore) -> grpc.Server:
         ],
         maximum_concurrent_rpcs=settings.processor_workers * 4,
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-        TraceService(store, auth, settings.default_tenant), server
-    )
+    TraceService(handle, auth).add_to_server(server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(auth), server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(auth), server)
     server.add_insecure_port(settings.processor_listen)
@@ -60,12 +57,9 @@ def serve(settings: Settings) -> None:
             delay = min(delay * 2, 10.0)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    pool = make_pool(
-        settings.database_url, max_size=settings.database_pool_size, name="b2c-processor"
-    )
-    pool.open(wait=False)
+    workers = WorkerPool(settings, settings.processor_processes)
     start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
-    server = build_server(settings, JobStore(pool))
+    server = build_server(settings, workers)
     server.start()
     log.info(
         "processor listening on %s, metrics on :%d",
@@ -77,4 +71,4 @@ def serve(settings: Settings) -> None:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop(grace=5).wait()
-    pool.close()
+    workers.close()

@@ -1,0 +1,65 @@
+"""One trace export request, from raw bytes to stored jobs: the processor's unit of work.
+
+It takes the request's serialized bytes, so that the gRPC front can hand it to a
+worker process without parsing it (``workers.py``), and returns a plain, picklable
+outcome that the front turns into a gRPC answer and counters. Nothing here raises
+for bad data or an unavailable store: both are outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from b2c_monitoring.errors import StorageError
+from b2c_monitoring.receivers.spans import decode_request
+from b2c_monitoring.storage.jobs import JobStore
+
+
+@dataclass(frozen=True)
+class NotStored:
+    retryable: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class TraceOutcome:
+    received: int = 0
+    stored: int = 0
+    ignored: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
+    change_statuses: list[str] = field(default_factory=list)
+    not_stored: NotStored | None = None
+
+
+TraceHandler = Callable[[bytes], TraceOutcome]
+
+
+def handle_trace_export(store: JobStore, default_tenant: str, data: bytes) -> TraceOutcome:
+    try:
+        request = ExportTraceServiceRequest.FromString(data)
+    except DecodeError as exc:
+        return TraceOutcome(not_stored=NotStored(False, f"not an OTLP trace export request: {exc}"))
+    batch = decode_request(request, default_tenant)
+    received = len(batch.reports) + len(batch.rejected) + batch.ignored
+    rejected = [(r.reason, r.message) for r in batch.rejected]
+    try:
+        applied = store.apply(batch.reports, datetime.now(UTC))
+    except StorageError as exc:
+        return TraceOutcome(
+            received=received,
+            ignored=batch.ignored,
+            rejected=rejected,
+            not_stored=NotStored(exc.retryable, exc.message),
+        )
+    return TraceOutcome(
+        received=received,
+        stored=len(batch.reports),
+        ignored=batch.ignored,
+        rejected=rejected,
+        change_statuses=[c.status.value for c in applied.changes],
+    )

@@ -1,0 +1,72 @@
+"""Derivation in worker processes, so that the processor uses every core.
+
+Decoding and deriving reports is CPU-bound Python; one process would hold the GIL
+for all of it. The gRPC front hands each export request's bytes to a pool of
+spawned processes (spawn, not fork: the front has gRPC's threads running), each with
+its own database pool. A worker that dies breaks the pool: the request in flight is
+answered with a retryable status (the collector keeps it) and a new pool is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from b2c_monitoring.receivers.traces import NotStored, TraceOutcome, handle_trace_export
+from b2c_monitoring.settings import Settings
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+_store: JobStore | None = None
+_default_tenant = ""
+
+
+def _init_worker(settings: Settings) -> None:
+    global _store, _default_tenant
+    pool = make_pool(settings.database_url, max_size=2, name="b2c-processor-worker")
+    pool.open(wait=False)
+    _store = JobStore(pool)
+    _default_tenant = settings.default_tenant
+
+
+def _handle(data: bytes) -> TraceOutcome:
+    assert _store is not None, "worker not initialised"
+    return handle_trace_export(_store, _default_tenant, data)
+
+
+class WorkerPool:
+    """A TraceHandler backed by worker processes."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self._settings = settings
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._settings,),
+        )
+
+    def __call__(self, data: bytes) -> TraceOutcome:
+        executor = self._executor
+        try:
+            return executor.submit(_handle, data).result()
+        except BrokenProcessPool:
+            log.error("a derivation worker died; starting a new pool")
+            with self._lock:
+                if self._executor is executor:
+                    self._executor = self._new_executor()
+                    executor.shutdown(wait=False, cancel_futures=True)
+            return TraceOutcome(not_stored=NotStored(True, "a derivation worker died; retry"))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
