@@ -5,12 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# uv from PyPI if the machine lacks it; `python3 -m uv` works without a PATH shim
-if command -v uv >/dev/null 2>&1; then
-    uv() { command uv "$@"; }
-else
-    python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-    uv() { python3 -m uv "$@"; }
-fi
-uv sync --frozen --quiet
+. scripts/uv-env.sh
 uv run b2c demo "$@"

@@ -6,14 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# uv from PyPI if the machine lacks it; `python3 -m uv` works without a PATH shim
-if command -v uv >/dev/null 2>&1; then
-    uv() { command uv "$@"; }
-else
-    python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-    uv() { python3 -m uv "$@"; }
-fi
-uv sync --frozen --quiet
+. scripts/uv-env.sh
 
 echo "== lint: ruff, mypy --strict"
 uv run ruff check .
