@@ -10,18 +10,31 @@ from b2c_monitoring.errors import Forbidden
 
 
 class Role(StrEnum):
-    """``viewer`` reads; ``operator`` may also retry and cancel; ``admin`` may also manage tokens."""
+    """``viewer`` reads; ``operator`` may also retry and cancel; ``admin`` may also manage tokens.
+
+    ``probe`` stands beside that ladder, below it: the token a service's job runner
+    uses to fetch and acknowledge retry and cancel commands (``/api/probes``). It reads
+    nothing of the admin API, and no other role acts as a probe, so a token embedded
+    in a service can never read jobs and an operator cannot take a runner's commands.
+    """
 
     VIEWER = "viewer"
     OPERATOR = "operator"
     ADMIN = "admin"
+    PROBE = "probe"
 
     @property
     def level(self) -> int:
         return _LEVELS[self]
 
+    def allows(self, needed: Role) -> bool:
+        """May a token of this role do what needs ``needed``?"""
+        if Role.PROBE in (self, needed):
+            return self is needed
+        return self.level >= needed.level
 
-_LEVELS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+_LEVELS = {Role.PROBE: -1, Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,7 @@ class Principal:
     tenants: tuple[str, ...] | None  # None: every tenant
 
     def require(self, role: Role) -> None:
-        if self.role.level < role.level:
+        if not self.role.allows(role):
             raise Forbidden(
                 f"this action needs the {role.value} role; the token {self.name!r} is {self.role.value}"
             )

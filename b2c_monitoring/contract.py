@@ -44,6 +44,24 @@ SERVICE_CHECK_DURATION: Final = "connected_service.check.duration"
 CONNECTED_SERVICE_NAME: Final = "connected_service.name"
 CONNECTED_SERVICE_TYPE: Final = "connected_service.type"
 COMMUNICATION_ERROR_EVENT: Final = "connected_service.communication_error"
+# connected_service.type values, spelled as in the contract
+SERVICE_TYPES: Final = ("ERP", "PIM", "CRM", "Database", "Other")
+SERVER_ADDRESS: Final = "server.address"
+EVENT_NAME: Final = "event.name"
+URL_FULL: Final = "url.full"
+COMMUNICATION_DURATION: Final = "communication.duration"
+
+# resources (OpenTelemetry semantic conventions where one exists)
+PROCESS_CPU_UTILIZATION: Final = "process.cpu.utilization"
+SYSTEM_CPU_UTILIZATION: Final = "system.cpu.utilization"
+PROCESS_MEMORY_USAGE: Final = "process.memory.usage"
+SYSTEM_MEMORY_USAGE: Final = "system.memory.usage"
+SYSTEM_MEMORY_LIMIT: Final = "system.memory.limit"
+PROCESS_THREAD_COUNT: Final = "process.thread.count"
+DB_CLIENT_CONNECTION_COUNT: Final = "db.client.connection.count"
+DB_CLIENT_CONNECTION_STATE: Final = "db.client.connection.state"
+DB_CLIENT_CONNECTION_MAX: Final = "db.client.connection.max"
+SCHEDULER_QUEUE_DEPTH: Final = "scheduler.queue.depth"
 
 # component health
 COMPONENT_HEALTH_STATUS: Final = "component.health.status"

@@ -3,7 +3,10 @@
 ERP_SYNC (``erp-connector``), PIM_IMPORT (``catalog``) and CRM_EXPORT
 (``crm-connector``) jobs with progress steps, metadata, execution log lines and a
 share of realistic failures; some are queued (``pending``) first, a failed ERP
-sync is retried, and now and then an operator cancels one. Everything goes through
+sync is retried, and now and then an operator cancels one. Alongside, the
+connectors watch their connected services (ERP, PIM and CRM stand-ins, ``crm-db``)
+and report the health of ``catalog`` and ``search`` and their resources, while a
+script takes the ERP down for a while (``demo_services``). Everything goes through
 the probes library, exactly as an instrumented service would send it.
 """
 
@@ -18,10 +21,14 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from b2c_monitoring.contract import JobState
+from b2c_monitoring.demo_services import DemoServices, JobLoad
 from b2c_monitoring.probes import JobRun, Probes, configure
 
 DEFAULT_JOBS: Final = 20
-DEFAULT_DURATION_S: Final = 15.0
+# long enough for the ERP outage to be seen going down and coming back
+DEFAULT_DURATION_S: Final = 30.0
+# the monitor sees a check within about this long
+_METRIC_EXPORT_INTERVAL_S: Final = 1.0
 # time the last jobs need to finish after the last one was launched
 _TAIL_S: Final = 4.5
 _FAILURE_SHARE: Final = 0.2
@@ -152,7 +159,15 @@ def _plan(
     )
 
 
-async def _work(job: JobRun, plan: _Plan, rng: random.Random) -> None:
+@dataclass(frozen=True)
+class _World:
+    """What jobs share with the demo's services."""
+
+    load: JobLoad
+    unavailable: Callable[[str], str | None]  # job type -> why its system is unreachable
+
+
+async def _work(job: JobRun, plan: _Plan, rng: random.Random, world: _World) -> None:
     scenario = _SCENARIOS[plan.job_type]
     log = job.logger
     log.info("%s for tenant %s started (attempt %d)", plan.job_type, plan.tenant_id, plan.attempt)
@@ -162,6 +177,10 @@ async def _work(job: JobRun, plan: _Plan, rng: random.Random) -> None:
             log.warning("cancelled before %s", step)
             return
         log.info("%s", step)
+        outage = world.unavailable(plan.job_type)
+        if outage is not None:
+            log.error("%s; giving up", outage)
+            raise ExternalSystemError(outage)
         await asyncio.sleep(seconds)
         if index == plan.fail_at_step and plan.failure is not None:
             kind, message = plan.failure
@@ -177,7 +196,12 @@ async def _work(job: JobRun, plan: _Plan, rng: random.Random) -> None:
 
 
 async def _run_one(
-    probes: Probes, plan: _Plan, rng: random.Random, started: float, say: Callable[[str], None]
+    probes: Probes,
+    plan: _Plan,
+    rng: random.Random,
+    started: float,
+    say: Callable[[str], None],
+    world: _World,
 ) -> DemoJob:
     scenario = _SCENARIOS[plan.job_type]
     metadata = {
@@ -195,7 +219,9 @@ async def _run_one(
             retry_of=plan.retry_of,
         )
         say(f"{plan.tenant_id:<8} {plan.job_type:<10} {pending.job_id[:8]} pending")
+        world.load.queued(plan.job_type, 1)
         await asyncio.sleep(plan.queued_for)
+        world.load.queued(plan.job_type, -1)
         run = probes.start_pending(pending)
     else:
         run = probes.job_run(
@@ -207,11 +233,14 @@ async def _run_one(
         )
     say(f"{plan.tenant_id:<8} {plan.job_type:<10} {run.job_id[:8]} running")
     error: str | None = None
+    world.load.started(plan.job_type, 1)
     try:
         async with run as job:
-            await _work(job, plan, rng)
+            await _work(job, plan, rng, world)
     except (ExternalSystemError, DataRejected, TimeoutError) as exc:
         error = str(exc)
+    finally:
+        world.load.started(plan.job_type, -1)
     line = f"{plan.tenant_id:<8} {plan.job_type:<10} {job.job_id[:8]} {job.state.value}"
     say(f"{line}: {error}" if error else line)
     return DemoJob(
@@ -226,20 +255,30 @@ async def _run_one(
 
 
 async def _run_with_retry(
-    probes: Probes, plan: _Plan, rng: random.Random, started: float, say: Callable[[str], None]
+    probes: Probes,
+    plan: _Plan,
+    rng: random.Random,
+    started: float,
+    say: Callable[[str], None],
+    world: _World,
 ) -> list[DemoJob]:
-    first = await _run_one(probes, plan, rng, started, say)
-    transient = plan.failure is not None and issubclass(plan.failure[0], _TRANSIENT)
-    if first.state is not JobState.FAILED or not transient:
+    first = await _run_one(probes, plan, rng, started, say, world)
+    planned = plan.failure is not None and issubclass(plan.failure[0], _TRANSIENT)
+    outage = first.error is not None and plan.failure is None  # its system was down
+    if first.state is not JobState.FAILED or not (planned or outage):
         return [first]
     # a transient failure: the scheduler retries as a new job run that points back
+    # the scheduler backs off longer when the system itself was unreachable
+    backoff = 4.0 if outage else 0.5
     retry = replace(
-        _plan(rng, plan.job_type, plan.tenant_id, time.monotonic() - started + 0.5, can_fail=False),
+        _plan(
+            rng, plan.job_type, plan.tenant_id, time.monotonic() - started + backoff, can_fail=False
+        ),
         attempt=plan.attempt + 1,
         retry_of=first.job_id,
         queued_for=None,
     )
-    return [first, await _run_one(probes, retry, rng, started, say)]
+    return [first, await _run_one(probes, retry, rng, started, say, world)]
 
 
 async def _demo(
@@ -249,6 +288,7 @@ async def _demo(
     jobs: int,
     rng: random.Random,
     say: Callable[[str], None],
+    world: _World,
 ) -> list[DemoJob]:
     window = max(0.0, duration_s - _TAIL_S)
     job_types = list(_SCENARIOS)
@@ -261,7 +301,9 @@ async def _demo(
     started = time.monotonic()
     runs = await asyncio.gather(
         *(
-            _run_with_retry(probes[_SCENARIOS[plan.job_type].service_name], plan, rng, started, say)
+            _run_with_retry(
+                probes[_SCENARIOS[plan.job_type].service_name], plan, rng, started, say, world
+            )
             for plan in plans
         )
     )
@@ -275,13 +317,16 @@ def run_demo(
     duration_s: float | None = None,
     seed: int | None = None,
     progress: Callable[[str], None],
+    crm_db: str | None = None,
 ) -> list[DemoJob]:
-    """Run demo jobs against the collector at ``endpoint``; their runs and final states.
+    """Run demo jobs and services against the collector at ``endpoint``; the job runs
+    and their final states.
 
-    By default about 20 jobs over about 15 s; with ``duration_s``, about that long
+    By default about 20 jobs over about 30 s; with ``duration_s``, about that long
     with proportionally as many jobs. ``seed`` repeats the same plan (job ids are
     always new: a stored job's terminal state is never left, so reusing ids would
-    show nothing). Must not be called from a running event loop.
+    show nothing). ``crm_db`` is the conninfo of the Postgres watched as ``crm-db``.
+    Must not be called from a running event loop.
     """
     if not tenants:
         raise ValueError("at least one tenant is needed")
@@ -293,17 +338,28 @@ def run_demo(
     )
     rng = random.Random(seed)
     probes = {
-        scenario.service_name: configure(
+        name: configure(
             endpoint,
-            service_name=scenario.service_name,
-            service_instance_id=f"{scenario.service_name}-demo",
+            service_name=name,
+            service_instance_id=f"{name}-demo",
+            metric_export_interval=_METRIC_EXPORT_INTERVAL_S,
         )
-        for scenario in _SCENARIOS.values()
+        for name in [*(scenario.service_name for scenario in _SCENARIOS.values()), "search"]
     }
+    load = JobLoad()
+    services: DemoServices | None = None
     try:
-        return asyncio.run(_demo(probes, tenants, duration, jobs, rng, progress))
+        services = DemoServices(probes, duration_s=duration, crm_db=crm_db, load=load, say=progress)
+        world = _World(load=load, unavailable=services.unavailable)
+        return asyncio.run(_demo(probes, tenants, duration, jobs, rng, progress, world))
     finally:
+        if services is not None:
+            services.stop_script()
+            for line in services.summary():
+                progress(line)
         _shut_down(probes, progress)
+        if services is not None:
+            services.close()
 
 
 def _shut_down(probes: dict[str, Probes], say: Callable[[str], None]) -> None:

@@ -7,6 +7,7 @@ the settings they need as arguments; nothing deep inside reads the environment.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
@@ -41,6 +42,37 @@ class Settings(BaseSettings):
 
     # the admin API
     api_url: str = "http://127.0.0.1:8000"
+
+    # Connected services (processors/services.py). Flap damping: a service turns down after
+    # B2C_SERVICE_DOWN_AFTER failed checks in a row, comes back after B2C_SERVICE_UP_AFTER
+    # answering ones, moves between up and degraded after B2C_SERVICE_LATENCY_AFTER; it is
+    # degraded when slower than B2C_SERVICE_DEGRADED_AFTER_S (unless its declared check has
+    # its own threshold). B2C_SERVICES_FILE: services declared in TOML or JSON.
+    service_down_after: int = Field(default=3, ge=1, le=100)
+    service_up_after: int = Field(default=2, ge=1, le=100)
+    service_latency_after: int = Field(default=2, ge=1, le=100)
+    service_degraded_after_s: float = Field(default=2.0, gt=0, le=3600)
+    services_file: Path | None = None
+    # a component that has not reported for longer is unknown (processors/health.py)
+    health_stale_after_s: int = Field(default=180, ge=1, le=86400)
+    # History (storage/partitions.py): full resolution kept at least this many hours; the
+    # 5-minute and hourly rollups and the status history this many days. Maintenance
+    # (partitions, rollups, retention, staleness) runs every B2C_MAINTENANCE_INTERVAL_S.
+    retention_raw_hours: int = Field(default=48, ge=24, le=24 * 14)
+    retention_5m_days: int = Field(default=8, ge=2, le=90)
+    retention_1h_days: int = Field(default=90, ge=7, le=3650)
+    retention_history_days: int = Field(default=90, ge=30, le=3650)
+    maintenance_interval_s: int = Field(default=60, ge=1, le=3600)
+
+    # Default windows of stalled / overdue jobs, in seconds, for job types without their
+    # own (``PUT /api/admin/job-types/{jobType}/windows``). B2C_JOB_HEARTBEAT_WINDOW_S: a
+    # running job silent for longer is stalled; B2C_JOB_START_WINDOW_S: a pending job not
+    # started after this long is overdue.
+    job_heartbeat_window_s: int = Field(default=600, ge=1, le=30 * 86400)
+    job_start_window_s: int = Field(default=900, ge=1, le=30 * 86400)
+    # A retry or cancel command claimed by a job runner and not marked done within this
+    # many seconds is handed out again (api/routes/probes.py).
+    job_command_lease_s: int = Field(default=30, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:

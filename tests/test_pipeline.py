@@ -261,6 +261,14 @@ def test_a_job_log_record_is_found_in_elasticsearch(stack: LocalStack, tenant: s
         return hits[0]["_source"] if hits else None
 
     source = eventually(found, what="the job's log record in Elasticsearch")
+    # the job's detail shows its last log lines
+    token = stack.credentials()["token"]
+    detail = httpx.get(
+        f"http://127.0.0.1:{stack.layout.ports.api}/api/admin/jobs/{job.job_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+    assert any(marker in line["body"] for line in detail["recentLogs"])
     assert source["SeverityText"] == "WARN"
     assert source["SeverityNumber"] == 13
     assert source["Resource.service.name"] == "erp-connector"

@@ -9,39 +9,82 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from b2c_monitoring.api import problems
-from b2c_monitoring.api.routes import jobs
+from b2c_monitoring.api.command_waiters import CommandWaiters
+from b2c_monitoring.api.routes import (
+    audit,
+    health,
+    job_commands,
+    job_logs,
+    job_types,
+    jobs,
+    probes,
+    services,
+    tokens,
+)
 from b2c_monitoring.settings import Settings
+from b2c_monitoring.storage.audit import AuditStore
 from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.health import HealthStore
+from b2c_monitoring.storage.job_commands import JobCommandStore
+from b2c_monitoring.storage.job_windows import JobWindowStore
 from b2c_monitoring.storage.jobs import JobStore
+from b2c_monitoring.storage.logs import LogStore, make_client
+from b2c_monitoring.storage.metrics import policy_from
+from b2c_monitoring.storage.resources import ResourceStore
+from b2c_monitoring.storage.services import ServiceStore
 from b2c_monitoring.storage.tokens import TokenStore
 
 
 def create_app(settings: Settings) -> FastAPI:
     pool = make_pool(settings.database_url, max_size=settings.database_pool_size, name="b2c-api")
+    es = make_client(settings.elasticsearch_url)
+    command_waiters = CommandWaiters(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)
+        command_waiters.start()
         try:
             yield
         finally:
+            await command_waiters.stop()
             pool.close()
+            es.close()
 
     app = FastAPI(
         title="b2c-monitoring admin API",
         version="0.1.0",
         description=(
             "Scheduler jobs, connected services and health of B2Connect (ADR-024). "
-            "Every endpoint needs a bearer token with a role (viewer, operator, admin) and a tenant "
-            "scope; errors are RFC 9457 problem details."
+            "Every endpoint needs a bearer token with a role (viewer, operator, admin; probe for "
+            "the /api/probes endpoints of job runners only) and a tenant scope; errors are "
+            "RFC 9457 problem details."
         ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.jobs = JobStore(pool)
     app.state.tokens = TokenStore(pool)
+    app.state.metrics_policy = metrics_policy = policy_from(settings)
+    app.state.services = ServiceStore(pool, metrics_policy.damping, metrics_policy.retention)
+    app.state.health = HealthStore(pool)
+    app.state.resources = ResourceStore(pool)
+    app.state.job_windows = JobWindowStore(pool)
+    app.state.job_commands = JobCommandStore(pool)
+    app.state.audit = AuditStore(pool)
+    app.state.command_waiters = command_waiters
+    # every time-based index of the logs: b2c-logs, b2c-logs-2026.11.28, ...
+    app.state.logs = LogStore(es, f"{settings.logs_index}*", default_tenant=settings.default_tenant)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(services.router)
+    app.include_router(health.router)
+    app.include_router(job_types.router)
+    app.include_router(job_logs.router)
+    app.include_router(tokens.router)
+    app.include_router(job_commands.router)
+    app.include_router(audit.router)
+    app.include_router(probes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from b2c_monitoring.contract import JobState
+from b2c_monitoring.auth import Role
+from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS, JobState
+from b2c_monitoring.processors.job_flags import JobFlag, JobWindows, TypeWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, Scalar
+from b2c_monitoring.storage.logs import LogRecord
+from b2c_monitoring.storage.tokens import TokenRecord
 
 
 class ApiModel(BaseModel):
@@ -48,9 +54,14 @@ class SchedulerJob(ApiModel):
     retry_of: str | None = Field(description="the job id this run retries")
     service_name: str | None = Field(description="service.name of the reporting service")
     last_report_at: datetime
+    flags: list[JobFlag] = Field(
+        default_factory=list,
+        description="stalled: running and silent for longer than its type's heartbeat window; "
+        "overdue: pending for longer than its type's start window",
+    )
 
     @classmethod
-    def of(cls, job: Job) -> SchedulerJob:
+    def of(cls, job: Job, flags: Iterable[JobFlag] = ()) -> SchedulerJob:
         return cls(
             id=job.job_id,
             job_type=job.job_type,
@@ -66,10 +77,174 @@ class SchedulerJob(ApiModel):
             retry_of=job.retry_of,
             service_name=job.service_name,
             last_report_at=job.last_report_at,
+            flags=sorted(flags),
         )
+
+
+class JobLogLine(ApiModel):
+    """One log record of a job's execution log."""
+
+    time: datetime = Field(description="the record's time (to the microsecond)")
+    severity_text: str | None = Field(examples=["WARN"])
+    severity_number: int | None = Field(
+        description="OpenTelemetry SeverityNumber: 5 debug, 9 info, 13 warn, 17 error, 21 fatal"
+    )
+    body: str
+    trace_id: str | None
+    span_id: str | None
+    service_name: str | None = Field(description="service.name of the emitting service")
+    attributes: dict[str, JsonValue] = Field(
+        description="the record's attributes, without tenant.id and the scheduler.job ones"
+    )
+
+    @classmethod
+    def of(cls, record: LogRecord) -> JobLogLine:
+        return cls(
+            time=record.time,
+            severity_text=record.severity_text,
+            severity_number=record.severity_number,
+            body=record.body,
+            trace_id=record.trace_id,
+            span_id=record.span_id,
+            service_name=record.service_name,
+            attributes=record.attributes,
+        )
+
+
+class JobLogPage(ApiModel):
+    items: list[JobLogLine] = Field(description="in the order asked for, oldest first by default")
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= to continue after the last item; null when this page is "
+        "empty. The log of a running job grows: poll again with the last cursor you got"
+    )
 
 
 class SchedulerJobDetail(SchedulerJob):
     timeline: list[JobTimelineEntry] = Field(
         description="every change of status or progress, oldest first"
     )
+    recent_logs: list[JobLogLine] | None = Field(
+        default=None,
+        description="its last log lines, oldest first; null when the log store cannot be read",
+    )
+
+
+class JobList(ApiModel):
+    items: list[SchedulerJob] = Field(description="newest first (createdAt, tenantId, id)")
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null on the last page"
+    )
+
+
+_MAX_WINDOW_S = 30 * 86400
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
+
+
+def _opt_delta(seconds: int | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+class WindowsUpdate(ApiModel):
+    """Both windows of a job type; null falls back to the default."""
+
+    heartbeat_window_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=_MAX_WINDOW_S,
+        description="a running job silent for longer is stalled",
+    )
+    start_window_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=_MAX_WINDOW_S,
+        description="a pending job not started after this long is overdue",
+    )
+
+    def of_type(self, job_type: str) -> TypeWindows:
+        return TypeWindows(
+            job_type,
+            _opt_delta(self.heartbeat_window_seconds),
+            _opt_delta(self.start_window_seconds),
+        )
+
+
+class JobTypeWindows(WindowsUpdate):
+    job_type: str = Field(max_length=MAX_JOB_TYPE_CHARS)
+
+    @classmethod
+    def of(cls, windows: TypeWindows) -> JobTypeWindows:
+        return cls(
+            job_type=windows.job_type,
+            heartbeat_window_seconds=_seconds(windows.heartbeat),
+            start_window_seconds=_seconds(windows.start),
+        )
+
+
+class DefaultWindows(ApiModel):
+    heartbeat_window_seconds: int
+    start_window_seconds: int
+
+    @classmethod
+    def of(cls, windows: JobWindows) -> DefaultWindows:
+        return cls(
+            heartbeat_window_seconds=int(windows.heartbeat.total_seconds()),
+            start_window_seconds=int(windows.start.total_seconds()),
+        )
+
+
+class JobTypeList(ApiModel):
+    defaults: DefaultWindows = Field(description="for job types without their own windows")
+    items: list[JobTypeWindows] = Field(description="job types with windows of their own")
+
+
+TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class TokenCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=100, examples=["ci-reader"])
+    role: Role = Field(
+        description="viewer reads; operator also retries and cancels; admin also manages tokens"
+    )
+    # required even when null: a token for every tenant must be asked for, never a default
+    tenants: list[TenantId] | None = Field(
+        min_length=1,
+        max_length=100,
+        description="the tenants the token may see; null: every tenant (only for a token "
+        "that itself sees every tenant)",
+        examples=[["acme"]],
+    )
+
+
+class TokenInfo(ApiModel):
+    """An admin API token; never its secret, which is shown once at creation."""
+
+    id: str
+    name: str
+    role: Role
+    tenants: list[str] | None = Field(description="null: every tenant")
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, token: TokenRecord) -> TokenInfo:
+        return cls(
+            id=token.id,
+            name=token.name,
+            role=token.role,
+            tenants=list(token.tenants) if token.tenants is not None else None,
+            created_at=token.created_at,
+            revoked_at=token.revoked_at,
+            last_used_at=token.last_used_at,
+        )
+
+
+class TokenCreated(TokenInfo):
+    secret: str = Field(description="the bearer token; shown this once and stored only as a hash")
+
+
+class TokenList(ApiModel):
+    items: list[TokenInfo] = Field(description="oldest first")

@@ -83,6 +83,16 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": Problem, "description": _STATUS_SLUGS.get(s, "error")} for s in statuses}
 
 
+def invalid_cursor(
+    cursor: str,
+    message: str = "not a cursor of this list; pass nextCursor of the previous page as it is",
+) -> RequestValidationError:
+    """A cursor the client did not get from us: a 422 like any invalid parameter."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", "cursor"), "msg": message, "input": cursor}]
+    )
+
+
 def problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
     """Error responses are documented as application/problem+json, as they are sent.
 

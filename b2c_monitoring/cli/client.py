@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -101,3 +103,101 @@ class ApiClient:
 
     def get_job(self, job_id: str, tenant: str | None = None) -> ApiResult:
         return self.request("GET", f"/api/admin/jobs/{quote(job_id, safe='')}", {"tenant": tenant})
+
+    def job_command(self, job_id: str, kind: str, tenant: str | None = None) -> ApiResult:
+        """``kind``: ``cancel`` or ``retry``; answers the command (202)."""
+        return self.request(
+            "POST", f"/api/admin/jobs/{quote(job_id, safe='')}/{kind}", {"tenant": tenant}
+        )
+
+    def list_audit(
+        self,
+        *,
+        tenants: Sequence[str] = (),
+        actions: Sequence[str] = (),
+        since: datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ApiResult:
+        """One page of ``GET /api/admin/audit``, newest first."""
+        return self.request(
+            "GET",
+            "/api/admin/audit",
+            {
+                "tenant": list(tenants),
+                "action": list(actions),
+                "since": since.isoformat() if since is not None else None,
+                "limit": limit,
+                "cursor": cursor,
+            },
+        )
+
+    def list_jobs(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        job_type: str | None = None,
+        tenants: Sequence[str] = (),
+        since: datetime | None = None,
+        flag: str | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ApiResult:
+        """One page of ``GET /api/admin/jobs``; ``data["nextCursor"]`` leads to the next."""
+        return self.request(
+            "GET",
+            "/api/admin/jobs",
+            {
+                "status": list(statuses),
+                "jobType": job_type,
+                "tenant": list(tenants),
+                "since": since.isoformat() if since is not None else None,
+                "flag": flag,
+                "q": search,
+                "limit": limit,
+                "cursor": cursor,
+            },
+        )
+
+    def job_logs(
+        self,
+        job_id: str,
+        *,
+        tenant: str | None = None,
+        level: str | None = None,
+        search: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ApiResult:
+        """One page of ``GET /api/admin/jobs/{id}/logs``, oldest first."""
+        return self.request(
+            "GET",
+            f"/api/admin/jobs/{quote(job_id, safe='')}/logs",
+            {
+                "tenant": tenant,
+                "level": level,
+                "q": search,
+                "since": since.isoformat() if since is not None else None,
+                "limit": limit,
+                "cursor": cursor,
+            },
+        )
+
+    def create_token(self, name: str, role: str, tenants: Sequence[str] | None) -> ApiResult:
+        """``tenants=None``: a token of every tenant (only an unscoped admin may)."""
+        body = {
+            "name": name,
+            "role": role,
+            "tenants": list(tenants) if tenants is not None else None,
+        }
+        return self.request("POST", "/api/admin/tokens", body=body)
+
+    def list_tokens(self, *, include_revoked: bool = False) -> ApiResult:
+        return self.request(
+            "GET", "/api/admin/tokens", {"includeRevoked": "true" if include_revoked else None}
+        )
+
+    def revoke_token(self, token_id: str) -> ApiResult:
+        return self.request("DELETE", f"/api/admin/tokens/{quote(token_id, safe='')}")

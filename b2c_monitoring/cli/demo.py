@@ -17,15 +17,16 @@ def demo(
     home: Annotated[Path | None, typer.Option("--home", help="Home folder of the stack")] = None,
     seconds: Annotated[float | None, typer.Option(help="How long the demo probes run")] = None,
 ) -> None:
-    """Start the local stack, run demo probes (ERP_SYNC, PIM_IMPORT, CRM_EXPORT jobs, some failing),
-    then tell what to look at."""
+    """Start the local stack, run demo probes (ERP_SYNC, PIM_IMPORT, CRM_EXPORT jobs, some failing;
+    ERP, PIM, CRM and crm-db checks with the ERP going down for a while; catalog and search
+    health), then tell what to look at."""
     from b2c_monitoring.demo import run_demo
 
     stack = local_stack(home)
     stack.up(_say)
     endpoint = f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}"
     _say(f"running demo probes against the collector at {endpoint}")
-    runs = run_demo(endpoint, duration_s=seconds, progress=_say)
+    runs = run_demo(endpoint, duration_s=seconds, progress=_say, crm_db=stack.postgres.url)
     output.table(
         "Demo jobs",
         ["job id", "tenant", "type", "final state"],
@@ -37,7 +38,13 @@ def demo(
     if failed is not None:
         output.console.print(f"  b2c jobs show {failed.job_id}")
     output.console.print(f"  admin API docs:   http://127.0.0.1:{ports.api}/docs")
+    output.console.print("  b2c monitor services    b2c monitor services --resources enventa-erp")
+    output.console.print("  b2c monitor health      b2c monitor health --component search")
     output.console.print(f"  Prometheus:       http://127.0.0.1:{ports.prometheus}/graph")
+    output.console.print(
+        "                    connected_service_up, connected_service_check_duration_seconds,"
+        " component_health_status, process_cpu_utilization_ratio"
+    )
     output.console.print(
         f"  Elasticsearch:    http://127.0.0.1:{ports.elasticsearch}/b2c-logs*/_search?q=*"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from b2c_monitoring.cli import demo, jobs, serve, stack
+from b2c_monitoring.cli import admin, audit, demo, jobs, monitor, serve, stack
 
 app = typer.Typer(
     name="b2c",
@@ -13,8 +13,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(stack.app, name="stack")
 app.add_typer(serve.app, name="serve")
+app.add_typer(admin.app, name="admin")
+app.add_typer(audit.app, name="audit")
 app.command("demo")(demo.demo)
 
 

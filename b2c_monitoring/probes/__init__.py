@@ -8,12 +8,32 @@ contract, so a service in another language can do the same without this library:
         job.logger.info("fetching orders")
         job.progress(50, records_processed=1200)
     probes.shutdown()
+
+and its connected services, component health and resources::
+
+    probes.watch_service("enventa-erp", "ERP", CheckSpec("http", "https://erp/health"))
+    probes.health_check("catalog", lambda: HealthCheckResult.healthy("index fresh"))
+    probes.watch_resources()
+
+and runs its jobs, carrying out operators' retry and cancel requests::
+
+    runner = probes.job_runner(control_url="http://monitor:8000", token=PROBE_TOKEN)
+    runner.handler("ERP_SYNC")(sync_orders)  # sync_orders(job, params)
+    runner.submit("ERP_SYNC", tenant_id="acme", params={"since": "2026-11-01"})
 """
 
 from __future__ import annotations
 
+from b2c_monitoring.checks import CheckResult, CheckSpec
 from b2c_monitoring.probes._export import ProbeStats, SignalStats
-from b2c_monitoring.probes._jobs import JobRun, JobRunContext, MonitoredJob, PendingJob
+from b2c_monitoring.probes._health import HealthCheck, HealthCheckResult
+from b2c_monitoring.probes._jobs import (
+    JobCancelled,
+    JobRun,
+    JobRunContext,
+    MonitoredJob,
+    PendingJob,
+)
 from b2c_monitoring.probes._logging import JobLogger
 from b2c_monitoring.probes._probes import (
     JOB_LOGGER_NAME,
@@ -22,18 +42,32 @@ from b2c_monitoring.probes._probes import (
     ProbeSettings,
     configure,
 )
+from b2c_monitoring.probes._resources import PoolUsage, ResourceSample
+from b2c_monitoring.probes._runner import JobRunner
+from b2c_monitoring.probes._services import CustomCheck
+from b2c_monitoring.probes._watch import Watch
 
 __all__ = [
     "JOB_LOGGER_NAME",
     "TENANT_ID_ENV",
+    "CheckResult",
+    "CheckSpec",
+    "CustomCheck",
+    "HealthCheck",
+    "HealthCheckResult",
+    "JobCancelled",
     "JobLogger",
     "JobRun",
     "JobRunContext",
+    "JobRunner",
     "MonitoredJob",
     "PendingJob",
+    "PoolUsage",
     "ProbeSettings",
     "ProbeStats",
     "Probes",
+    "ResourceSample",
     "SignalStats",
+    "Watch",
     "configure",
 ]

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
@@ -42,18 +43,22 @@ class SignalStats:
     failed: int  # reached the exporter, which gave up on them (collector down, refused)
 
 
+_NONE: Final = SignalStats(exported=0, dropped=0, failed=0)
+
+
 @dataclass(frozen=True)
 class ProbeStats:
     spans: SignalStats
     logs: SignalStats
+    metrics: SignalStats = _NONE  # data points
 
     @property
     def dropped(self) -> int:
-        return self.spans.dropped + self.logs.dropped
+        return self.spans.dropped + self.logs.dropped + self.metrics.dropped
 
     @property
     def failed(self) -> int:
-        return self.spans.failed + self.logs.failed
+        return self.spans.failed + self.logs.failed + self.metrics.failed
 
 
 class Ledger:

@@ -45,6 +45,11 @@ _PROPAGATOR: Final = TraceContextTextMapPropagator()
 CANCEL_REASON_KEY: Final = "cancel_reason"
 
 
+class JobCancelled(Exception):
+    """Raised by ``JobRun.check_cancelled()`` once the run was asked to stop. The run's
+    context catches it and ends the run ``cancelled``: the job's code just lets it fly."""
+
+
 @dataclass(frozen=True)
 class Emitter:
     """What a job run needs from its ``Probes``."""
@@ -338,6 +343,11 @@ class JobRun:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if the run was asked to stop: call it between steps."""
+        if self._cancel.is_set():
+            raise JobCancelled(self._cancel_reason or "cancelled")
+
     def fail(self, message: str) -> None:
         """End the run ``failed`` with ``message`` although no exception escapes it."""
         with self._lock:
@@ -358,11 +368,17 @@ class JobRun:
             if self._state is not JobState.RUNNING:
                 return
             exception: BaseException | None = None
-            if self._cancel.is_set() or (exc is not None and not isinstance(exc, Exception)):
+            if (
+                self._cancel.is_set()
+                or isinstance(exc, JobCancelled)
+                or (exc is not None and not isinstance(exc, Exception))
+            ):
                 # cancelled on request (whatever the code raised on its way out), or
                 # the task was cancelled / the process interrupted under it
                 state = JobState.CANCELLED
-                reason = self._cancel_reason or (_error_type(exc) if exc is not None else None)
+                reason = self._cancel_reason
+                if reason is None and exc is not None:
+                    reason = (isinstance(exc, JobCancelled) and str(exc)) or _error_type(exc)
                 if reason:
                     clean_metadata({CANCEL_REASON_KEY: reason}, self._metadata)
             elif exc is not None:
@@ -399,7 +415,8 @@ class JobRun:
 class JobRunContext:
     """``with`` / ``async with``: reports ``running`` on enter, the outcome on exit.
 
-    An exception of the job is reported ``failed`` and propagates unchanged.
+    An exception of the job is reported ``failed`` and propagates unchanged; a
+    ``JobCancelled`` ends the run ``cancelled`` and stops there.
     """
 
     def __init__(
@@ -424,8 +441,9 @@ class JobRunContext:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> bool:
         self._run._finish(exc)
+        return isinstance(exc, JobCancelled)
 
     async def __aenter__(self) -> JobRun:
         return self.__enter__()
@@ -435,8 +453,8 @@ class JobRunContext:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    ) -> bool:
+        return self.__exit__(exc_type, exc, tb)
 
 
 def _wants_job(fn: Callable[..., object]) -> bool:

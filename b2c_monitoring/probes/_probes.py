@@ -16,22 +16,29 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, TypeVar
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_SERVICE_NAME,
 )
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.util.types import AnyValue
 
 from b2c_monitoring import contract as c
+from b2c_monitoring.checks import CheckResult, CheckSpec
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.errors import ConfigError
 from b2c_monitoring.probes._export import (
@@ -41,6 +48,13 @@ from b2c_monitoring.probes._export import (
     LedgerLogExporter,
     LedgerSpanExporter,
     ProbeStats,
+)
+from b2c_monitoring.probes._health import (
+    DEFAULT_HEALTH_EVERY_S,
+    DEFAULT_HEALTH_TIMEOUT_S,
+    HealthCheck,
+    HealthCheckResult,
+    HealthProbe,
 )
 from b2c_monitoring.probes._jobs import (
     Emitter,
@@ -54,6 +68,28 @@ from b2c_monitoring.probes._jobs import (
     traceparent_of,
 )
 from b2c_monitoring.probes._logging import OtelLogHandler
+from b2c_monitoring.probes._metrics import GAUGE_DELTA, LedgerMetricExporter, MetricSink, Point
+from b2c_monitoring.probes._resources import (
+    DEFAULT_RESOURCES_EVERY_S,
+    PoolUsage,
+    ResourceProbe,
+    ResourceSample,
+)
+from b2c_monitoring.probes._runner import (
+    DEFAULT_MAX_QUEUED,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_POLL_WAIT_S,
+    JobRunner,
+)
+from b2c_monitoring.probes._services import (
+    DEFAULT_CUSTOM_TIMEOUT_S,
+    DEFAULT_SERVICE_EVERY_S,
+    CustomCheck,
+    ServiceProbe,
+    check_name,
+    identity,
+)
+from b2c_monitoring.probes._watch import Watch
 from b2c_monitoring.processors.jobs import Scalar
 
 TENANT_ID_ENV: Final = "B2C_TENANT_ID"
@@ -63,10 +99,13 @@ DEFAULT_MAX_QUEUE_SIZE: Final = 2048
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
 # short, so a job's reports reach the monitor while the job still runs
 DEFAULT_EXPORT_INTERVAL: Final = 0.2
+# metrics: a check's point reaches the monitor within this, at one export per interval
+DEFAULT_METRIC_EXPORT_INTERVAL: Final = 2.0
 JOB_LOGGER_NAME: Final = "b2c_monitoring.jobs"
 _SCOPE: Final = "b2c_monitoring.probes"
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,13 +121,19 @@ class ProbeSettings:
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT  # s, one export incl. its retries
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE  # per signal
     export_interval: float = DEFAULT_EXPORT_INTERVAL  # s
+    metric_export_interval: float = DEFAULT_METRIC_EXPORT_INTERVAL  # s
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # s, also at interpreter exit
     job_log_level: int = logging.INFO
 
     def __post_init__(self) -> None:
         if not self.endpoint.strip():
             raise ConfigError("the OTLP endpoint is empty")
-        for name in ("export_timeout", "export_interval", "shutdown_timeout"):
+        for name in (
+            "export_timeout",
+            "export_interval",
+            "metric_export_interval",
+            "shutdown_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.max_queue_size < 1:
@@ -108,9 +153,14 @@ class ProbeSettings:
         insecure: bool = True,
         export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        metric_export_interval: float | None = None,
     ) -> ProbeSettings:
-        """Arguments first, then ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``
-        and ``B2C_TENANT_ID``, then the defaults."""
+        """Arguments first, then ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``,
+        ``B2C_TENANT_ID`` and ``OTEL_METRIC_EXPORT_INTERVAL`` (ms), then the defaults."""
+        if metric_export_interval is None:
+            metric_export_interval = _seconds_from_millis(
+                environ, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_EXPORT_INTERVAL
+            )
         return cls(
             endpoint=endpoint or environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or DEFAULT_ENDPOINT,
             service_name=service_name or environ.get(OTEL_SERVICE_NAME) or None,
@@ -119,7 +169,18 @@ class ProbeSettings:
             insecure=insecure,
             export_timeout=export_timeout,
             max_queue_size=max_queue_size,
+            metric_export_interval=metric_export_interval,
         )
+
+
+def _seconds_from_millis(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw) / 1000
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of milliseconds, got {raw!r}") from None
 
 
 def _within(timeout: float, name: str, work: Callable[[], bool]) -> bool:
@@ -141,12 +202,13 @@ def _within(timeout: float, name: str, work: Callable[[], bool]) -> bool:
 
 
 class Probes:
-    """Job-state reports and job logs of one service, exported over OTLP.
+    """Job-state reports, job logs, connected-service checks, component health and
+    resource metrics of one service, exported over OTLP.
 
-    Exporters can be injected (tests use the SDK's in-memory ones); by default
-    they are OTLP/gRPC to ``settings.endpoint``. Nothing here raises into the
-    host because the collector is down: the SDK logs and drops, and the counts
-    are in ``stats``.
+    Exporters can be injected (tests use the SDK's in-memory ones, and a metric
+    reader such as ``InMemoryMetricReader``); by default they are OTLP/gRPC to
+    ``settings.endpoint``. Nothing here raises into the host because the collector
+    is down or a check fails: the SDK logs and drops, and the counts are in ``stats``.
     """
 
     def __init__(
@@ -155,24 +217,30 @@ class Probes:
         *,
         span_exporter: SpanExporter | None = None,
         log_exporter: LogRecordExporter | None = None,
+        metric_reader: MetricReader | None = None,
     ) -> None:
         self._settings = settings = settings or ProbeSettings()
         self._lock = threading.Lock()
         self._open = True
         self._flushed_at_shutdown: bool | None = None
         self._host_handlers: list[tuple[logging.Logger, logging.Handler]] = []
+        self._watches: list[Watch[Any]] = []
+        self._given_metric_reader = metric_reader
+        self._meter_provider: MeterProvider | None = None
+        self._sink: MetricSink | None = None
 
         attributes: dict[str, str] = {c.SERVICE_INSTANCE_ID: settings.service_instance_id}
         if settings.service_name:
             attributes[c.SERVICE_NAME] = settings.service_name
         if settings.tenant_id:
             attributes[c.TENANT_ID] = settings.tenant_id
-        resource = Resource.create(attributes)
+        resource = self._resource = Resource.create(attributes)
 
         capacity = settings.max_queue_size
         delay_millis = settings.export_interval * 1000
         self._span_ledger = Ledger(capacity)
         self._log_ledger = Ledger(capacity)
+        self._metric_ledger = Ledger(capacity)  # counts points; metrics never queue
         self._span_exporter = LedgerSpanExporter(
             span_exporter
             or OTLPSpanExporter(
@@ -230,7 +298,11 @@ class Probes:
 
     @property
     def stats(self) -> ProbeStats:
-        return ProbeStats(spans=self._span_ledger.stats(), logs=self._log_ledger.stats())
+        return ProbeStats(
+            spans=self._span_ledger.stats(),
+            logs=self._log_ledger.stats(),
+            metrics=self._metric_ledger.stats(),
+        )
 
     @property
     def dropped(self) -> int:
@@ -316,6 +388,39 @@ class Probes:
         JobIdentity.checked(job_type, None, tenant_id, 1, None)
         return MonitoredJob(lambda: self.job_run(job_type, tenant_id=tenant_id, metadata=metadata))
 
+    def job_runner(
+        self,
+        *,
+        control_url: str | None = None,
+        token: str | None = None,
+        service_name: str | None = None,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        poll_wait_s: float = DEFAULT_POLL_WAIT_S,
+    ) -> JobRunner:
+        """A job runner (handlers per job type, a bounded pool). With ``control_url`` (the
+        admin API) and a ``probe`` token it also carries out operators' retry and cancel
+        requests for the jobs of this service, from now until ``stop()``."""
+        own = self._settings.service_name
+        if control_url is not None and own is None:
+            raise ConfigError("a job runner with a control_url needs the probes' service_name")
+        if service_name is not None and service_name != own:
+            # commands are addressed to the service.name the jobs report
+            raise ConfigError(
+                f"the runner's service_name {service_name!r} differs from the probes' {own!r}"
+            )
+        if control_url is not None and not token:
+            raise ConfigError("a job runner with a control_url needs a probe token")
+        return JobRunner(
+            self,
+            service_name=own,
+            control_url=control_url,
+            token=token,
+            max_workers=max_workers,
+            max_queued=max_queued,
+            poll_wait_s=poll_wait_s,
+        )
+
     # logging
 
     def instrument_logging(
@@ -332,6 +437,148 @@ class Probes:
             self._host_handlers.append((target, handler))
         return handler
 
+    # connected services, component health, resources
+
+    def watch_service(
+        self,
+        name: str,
+        type: str,  # the contract's word (connected_service.type)
+        check: CheckSpec | CustomCheck,
+        every_s: float = DEFAULT_SERVICE_EVERY_S,
+        *,
+        timeout_s: float = DEFAULT_CUSTOM_TIMEOUT_S,
+        address: str | None = None,
+        report_errors: bool = True,
+    ) -> Watch[CheckResult]:
+        """Check a connected service every ``every_s`` s in a background thread, from now.
+
+        ``check`` is a ``CheckSpec`` (http / tcp / postgres, with its own timeout) or a
+        callable of the host's returning a ``CheckResult`` or a bool, bounded by
+        ``timeout_s``. Reports ``connected_service.up`` and
+        ``connected_service.check.duration`` with ``connected_service.name``,
+        ``connected_service.type`` (ERP PIM CRM Database Other) and ``server.address``
+        (the check's host, or ``address``). With ``report_errors`` a failed check is
+        also a ``connected_service.communication_error`` log record.
+        """
+        service = identity(name, type, check, address)
+        _check_interval("every_s", every_s)
+        _check_interval("timeout_s", timeout_s)
+        probe = ServiceProbe(
+            service,
+            check,
+            timeout_s=timeout_s,
+            emit=self._emit_points,
+            log_error=self._emit_event if report_errors else None,
+        )
+        return self._start(f"service-{service.name}", every_s, probe)
+
+    def health_check(
+        self,
+        component: str,
+        fn: HealthCheck,
+        every_s: float = DEFAULT_HEALTH_EVERY_S,
+        *,
+        timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
+    ) -> Watch[HealthCheckResult]:
+        """Report ``component``'s health every ``every_s`` s: ``fn()`` returns a
+        ``HealthCheckResult`` (or a bool); raising, or running past ``timeout_s``, is
+        ``unhealthy`` with the reason. Reports ``component.health.status`` (2 / 1 / 0)
+        with ``component.name`` and ``component.health.description``."""
+        check_name("component", component)
+        _check_interval("every_s", every_s)
+        _check_interval("timeout_s", timeout_s)
+        probe = HealthProbe(component, fn, timeout_s=timeout_s, emit=self._emit_points)
+        return self._start(f"health-{component}", every_s, probe)
+
+    def watch_resources(
+        self,
+        owner: str | None = None,
+        every_s: float = DEFAULT_RESOURCES_EVERY_S,
+        *,
+        pool: Callable[[], PoolUsage] | None = None,
+        queue_depth: Callable[[], int] | None = None,
+        process: bool = True,
+    ) -> Watch[ResourceSample]:
+        """Report this process's CPU, memory and threads every ``every_s`` s, and the
+        connection pool (``pool``) and queue depth (``queue_depth``) when given.
+
+        ``owner`` names the connected service the resources belong to
+        (``connected_service.name``); without it they belong to this service. With
+        ``process=False`` only the callbacks are reported (a pool owned by a
+        connected service that does not run in this process). The callbacks run in
+        the probe's thread and must be quick.
+        """
+        if owner is not None:
+            check_name("owner", owner)
+        _check_interval("every_s", every_s)
+        probe = ResourceProbe(
+            owner, process=process, pool=pool, queue_depth=queue_depth, emit=self._emit_points
+        )
+        return self._start(f"resources-{owner or 'self'}", every_s, probe)
+
+    def _start(self, name: str, every_s: float, probe: Callable[[], T]) -> Watch[T]:
+        watch: Watch[T] = Watch(name, every_s, probe, on_stop=lambda: self._forget(watch))
+        if not self._open:
+            return watch  # after shutdown: never started, reports nothing
+        self._metrics()
+        with self._lock:
+            if not self._open:
+                return watch
+            self._watches.append(watch)
+        watch.start()
+        return watch
+
+    def _forget(self, watch: Watch[Any]) -> None:
+        with self._lock:
+            if watch in self._watches:
+                self._watches.remove(watch)
+
+    def _metrics(self) -> MetricSink:
+        """The meter provider is built with the first metric probe: a host that only
+        reports jobs runs no metric reader thread."""
+        with self._lock:
+            if self._sink is None:
+                settings = self._settings
+                reader = self._given_metric_reader or PeriodicExportingMetricReader(
+                    LedgerMetricExporter(
+                        OTLPMetricExporter(
+                            endpoint=settings.endpoint,
+                            insecure=settings.insecure,
+                            timeout=settings.export_timeout,
+                            preferred_temporality=GAUGE_DELTA,
+                        ),
+                        self._metric_ledger,
+                    ),
+                    export_interval_millis=settings.metric_export_interval * 1000,
+                    export_timeout_millis=settings.export_timeout * 1000,
+                )
+                self._meter_provider = MeterProvider(
+                    resource=self._resource, metric_readers=[reader], shutdown_on_exit=False
+                )
+                self._sink = MetricSink(self._meter_provider.get_meter(_SCOPE))
+            return self._sink
+
+    def _emit_points(self, points: list[Point]) -> None:
+        sink = self._sink
+        if sink is not None and self._open:
+            sink.emit(points)
+
+    def _emit_event(self, body: str, attributes: dict[str, AnyValue]) -> None:
+        if not self._open:
+            return
+        try:
+            self._otel_logger.emit(
+                timestamp=time.time_ns(),
+                severity_number=SeverityNumber.WARN,
+                severity_text="WARN",
+                body=body,
+                attributes=attributes,
+                event_name=str(attributes.get(c.EVENT_NAME) or "") or None,
+            )
+        except Exception:
+            # the probe's thread is the host's: an SDK failure is logged, not raised
+            _log.exception("could not emit a %s record", attributes.get(c.EVENT_NAME))
+
     # lifecycle
 
     def force_flush(self, timeout: float | None = None) -> bool:
@@ -341,7 +588,9 @@ class Probes:
 
         def flush() -> bool:
             spans = self._tracer_provider.force_flush(millis)  # logs are flushed either way
-            return self._logger_provider.force_flush(millis) and spans
+            logs = self._logger_provider.force_flush(millis)
+            meters = self._meter_provider
+            return (meters.force_flush(millis) if meters is not None else True) and spans and logs
 
         return _within(limit, "flush", flush)
 
@@ -353,13 +602,19 @@ class Probes:
                 return bool(self._flushed_at_shutdown)
             self._open = False
             handlers, self._host_handlers = self._host_handlers, []
+            watches, self._watches = self._watches, []
         for target, handler in handlers:
             target.removeHandler(handler)
         atexit.unregister(self._at_exit)
 
         limit = self._settings.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
-        flushed = self.force_flush(limit)
+        # a round in progress may wait out its check's timeout: give it a moment,
+        # then leave the daemon thread be (what it would report is ignored now)
+        _stop_all(watches, wait_s=min(limit, 0.5))
+        if self._sink is not None:
+            self._sink.close()
+        flushed = self.force_flush(max(deadline - time.monotonic(), 0.1))
 
         def stop() -> bool:
             # exporters first: this interrupts an export that is backing off
@@ -368,12 +623,16 @@ class Probes:
             self._log_exporter.shutdown()
             self._tracer_provider.shutdown()
             self._logger_provider.shutdown()
+            if self._meter_provider is not None:
+                # its final collection is empty: the flush above exported every point
+                self._meter_provider.shutdown(timeout_millis=1000)
             return True
 
         # the grace covers joining the workers after their exporters were cut short
         _within(max(deadline - time.monotonic(), 1.0), "shutdown", stop)
         self._span_ledger.abandon()
         self._log_ledger.abandon()
+        self._metric_ledger.abandon()
         self._flushed_at_shutdown = flushed
         return flushed
 
@@ -392,6 +651,19 @@ class Probes:
         self.shutdown()
 
 
+def _check_interval(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
+        raise ValueError(f"{name} must be a number of seconds above 0, got {value!r}")
+
+
+def _stop_all(watches: list[Watch[Any]], wait_s: float) -> None:
+    for watch in watches:
+        watch.request_stop()
+    deadline = time.monotonic() + wait_s
+    for watch in watches:
+        watch.stop(max(0.0, deadline - time.monotonic()))
+
+
 def configure(
     endpoint: str | None = None,
     *,
@@ -401,6 +673,7 @@ def configure(
     insecure: bool = True,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    metric_export_interval: float | None = None,
 ) -> Probes:
     """``Probes`` from arguments, then the standard environment variables."""
     return Probes(
@@ -413,5 +686,6 @@ def configure(
             insecure=insecure,
             export_timeout=export_timeout,
             max_queue_size=max_queue_size,
+            metric_export_interval=metric_export_interval,
         )
     )

@@ -19,19 +19,20 @@ from collections import Counter as Tally
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from b2c_monitoring.receivers import pipeline_metrics as m
+from b2c_monitoring.receivers.metrics_handler import MetricsHandler
 from b2c_monitoring.receivers.traces import TraceHandler
 
 log = logging.getLogger(__name__)
 
 
-def _summary(rejected: list[tuple[str, str]]) -> str:
+def _summary(rejected: list[tuple[str, str]], item: str = "job-state span") -> str:
     reasons = Tally(reason for reason, _ in rejected)
     counts = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-    return f"rejected {len(rejected)} job-state span(s) ({counts}); first: {rejected[0][1]}"
+    return f"rejected {len(rejected)} {item}(s) ({counts}); first: {rejected[0][1]}"
 
 
 class Authenticator:
@@ -105,28 +106,58 @@ class TraceService:
         server.add_generic_rpc_handlers((handler,))
 
 
-class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """Accepts metrics; health and resource derivation reads them (connected services)."""
+class MetricsService:
+    """``MetricsService.Export``: connected-service checks, component health and resources,
+    derived and stored by ``handle`` (raw request bytes, like ``TraceService``)."""
 
-    def __init__(self, auth: Authenticator) -> None:
+    def __init__(self, handle: MetricsHandler, auth: Authenticator) -> None:
+        self._handle = handle
         self._auth = auth
 
     def Export(
-        self,
-        request: metrics_service_pb2.ExportMetricsServiceRequest,
-        context: grpc.ServicerContext,
+        self, data: bytes, context: grpc.ServicerContext
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         self._auth.check(context)
-        points = 0
-        for rm in request.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    kind = metric.WhichOneof("data")
-                    if kind is not None:
-                        points += len(getattr(metric, kind).data_points)
-        m.RECEIVED.labels("data_points").inc(points)
-        m.IGNORED.labels("data_points").inc(points)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        started = time.perf_counter()
+        outcome = self._handle(data)
+        m.RECEIVED.labels("data_points").inc(outcome.received)
+        m.IGNORED.labels("data_points").inc(outcome.ignored)
+        for reason, _ in outcome.rejected:
+            m.REJECTED.labels("data_points", reason).inc()
+        if outcome.not_stored is not None:
+            code = (
+                grpc.StatusCode.UNAVAILABLE
+                if outcome.not_stored.retryable
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            m.REFUSED_BATCHES.labels("data_points", code.name).inc()
+            log.warning("metrics batch not stored (%s): %s", code.name, outcome.not_stored.message)
+            context.abort(code, f"metrics batch not stored: {outcome.not_stored.message}")
+        m.STORED.labels("data_points").inc(outcome.stored)
+        for status in outcome.service_changes:
+            m.SERVICE_CHANGES.labels(status).inc()
+        for status in outcome.health_changes:
+            m.HEALTH_CHANGES.labels(status).inc()
+        m.BATCH_SECONDS.labels("data_points").observe(time.perf_counter() - started)
+        response = metrics_service_pb2.ExportMetricsServiceResponse()
+        if outcome.rejected:
+            response.partial_success.rejected_data_points = len(outcome.rejected)
+            response.partial_success.error_message = _summary(outcome.rejected, "data point")
+        return response
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        # raw bytes, as for traces: a worker process parses them
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.metrics.v1.MetricsService",
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.Export,
+                    request_deserializer=None,
+                    response_serializer=metrics_service_pb2.ExportMetricsServiceResponse.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
 
 
 class LogsService(logs_service_pb2_grpc.LogsServiceServicer):

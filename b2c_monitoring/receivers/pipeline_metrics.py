@@ -40,3 +40,13 @@ JOB_CHANGES = Counter(
     "Changes of job status or progress stored, per new status.",
     ["status"],
 )
+SERVICE_CHANGES = Counter(
+    "b2c_processor_service_status_changes",
+    "Changes of a connected service's status stored, per new status.",
+    ["status"],
+)
+HEALTH_CHANGES = Counter(
+    "b2c_processor_health_changes",
+    "Changes of a component's health stored, per new status.",
+    ["status"],
+)

@@ -7,23 +7,32 @@ import signal
 import threading
 import time
 from concurrent import futures
+from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg_pool
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from prometheus_client import start_http_server
 
+from b2c_monitoring import declared_services
 from b2c_monitoring.errors import StorageUnavailable
+from b2c_monitoring.receivers.metrics_handler import MetricsHandler, count_only
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
 from b2c_monitoring.receivers.traces import TraceHandler
 from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import Settings
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.maintenance import MaintenanceThread
+from b2c_monitoring.storage.metrics import policy_from
 from b2c_monitoring.storage.migrations import migrate
+from b2c_monitoring.storage.services import ServiceStore
 
 log = logging.getLogger(__name__)
 
 
-def build_server(settings: Settings, handle: TraceHandler) -> grpc.Server:
+def build_server(
+    settings: Settings, handle: TraceHandler, metrics: MetricsHandler = count_only
+) -> grpc.Server:
     auth = Authenticator(settings.processor_token)
     server = grpc.server(
         futures.ThreadPoolExecutor(
@@ -36,10 +45,22 @@ def build_server(settings: Settings, handle: TraceHandler) -> grpc.Server:
         maximum_concurrent_rpcs=settings.processor_workers * 4,
     )
     TraceService(handle, auth).add_to_server(server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(auth), server)
+    MetricsService(metrics, auth).add_to_server(server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(auth), server)
     server.add_insecure_port(settings.processor_listen)
     return server
+
+
+def declare_from_file(settings: Settings, pool: psycopg_pool.ConnectionPool) -> None:
+    """Declare the services of ``B2C_SERVICES_FILE`` (idempotent: each start declares again)."""
+    assert settings.services_file is not None
+    declared = declared_services.load(settings.services_file, settings.default_tenant)
+    policy = policy_from(settings)
+    store = ServiceStore(pool, policy.damping, policy.retention)
+    now = datetime.now(UTC)
+    for d in declared:
+        store.declare(d.tenant_id, d.name, d.service_type, d.endpoint, d.check, now)
+    log.info("declared %d service(s) from %s", len(declared), settings.services_file)
 
 
 def serve(settings: Settings) -> None:
@@ -57,9 +78,22 @@ def serve(settings: Settings) -> None:
             delay = min(delay * 2, 10.0)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    # partitions, rollups, retention and staleness: one round before listening (so the
+    # partitions of today exist), then in the background
+    maintenance_pool = make_pool(settings.database_url, max_size=2, name="b2c-maintenance")
+    maintenance_pool.open(wait=False)
+    maintenance = MaintenanceThread(
+        maintenance_pool,
+        policy_from(settings),
+        timedelta(seconds=settings.maintenance_interval_s),
+    )
+    maintenance.run_once()
+    maintenance.start()
+    if settings.services_file is not None:
+        declare_from_file(settings, maintenance_pool)
     workers = WorkerPool(settings, settings.processor_processes)
     start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
-    server = build_server(settings, workers)
+    server = build_server(settings, workers, workers.metrics)
     server.start()
     log.info(
         "processor listening on %s, metrics on :%d",
@@ -72,3 +106,5 @@ def serve(settings: Settings) -> None:
     stop.wait()
     server.stop(grace=5).wait()
     workers.close()
+    maintenance.stop()
+    maintenance_pool.close()

@@ -15,22 +15,26 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from b2c_monitoring.receivers.metrics_handler import MetricsOutcome, handle_metrics_export
 from b2c_monitoring.receivers.traces import NotStored, TraceOutcome, handle_trace_export
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
+from b2c_monitoring.storage.metrics import MetricsStore, policy_from
 
 log = logging.getLogger(__name__)
 
 _store: JobStore | None = None
+_metrics: MetricsStore | None = None
 _default_tenant = ""
 
 
 def _init_worker(settings: Settings) -> None:
-    global _store, _default_tenant
+    global _store, _metrics, _default_tenant
     pool = make_pool(settings.database_url, max_size=2, name="b2c-processor-worker")
     pool.open(wait=False)
     _store = JobStore(pool)
+    _metrics = MetricsStore(pool, policy_from(settings))
     _default_tenant = settings.default_tenant
 
 
@@ -39,8 +43,13 @@ def _handle(data: bytes) -> TraceOutcome:
     return handle_trace_export(_store, _default_tenant, data)
 
 
+def _handle_metrics(data: bytes) -> MetricsOutcome:
+    assert _metrics is not None, "worker not initialised"
+    return handle_metrics_export(_metrics, _default_tenant, data)
+
+
 class WorkerPool:
-    """A TraceHandler backed by worker processes."""
+    """A TraceHandler (call it) and a MetricsHandler (``metrics``) backed by worker processes."""
 
     def __init__(self, settings: Settings, processes: int) -> None:
         self._settings = settings
@@ -67,6 +76,21 @@ class WorkerPool:
                     self._executor = self._new_executor()
                     executor.shutdown(wait=False, cancel_futures=True)
             return TraceOutcome(not_stored=NotStored(True, "a derivation worker died; retry"))
+
+    def metrics(self, data: bytes) -> MetricsOutcome:
+        executor = self._executor
+        try:
+            return executor.submit(_handle_metrics, data).result()
+        except BrokenProcessPool:
+            self._replace(executor)
+            return MetricsOutcome(not_stored=NotStored(True, "a derivation worker died; retry"))
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        log.error("a derivation worker died; starting a new pool")
+        with self._lock:
+            if self._executor is broken:
+                self._executor = self._new_executor()
+                broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

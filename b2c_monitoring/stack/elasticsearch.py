@@ -293,6 +293,22 @@ def put_log_templates(base_url: str) -> None:
     _http_json("PUT", f"{base_url.rstrip('/')}/_index_template/{LOG_TEMPLATE_NAME}", log_template())
 
 
+def ensure_log_index(base_url: str, index: str) -> None:
+    """Create the collector's log index now and wait until its shard is active.
+
+    Left to the first log record, the index would be created by a write, and a search
+    racing that creation fails on a shard not yet started (a 503 to the API's user)."""
+    base = base_url.rstrip("/")
+    try:
+        _http_json("PUT", f"{base}/{index}")
+    except StackError as exc:
+        if "resource_already_exists_exception" not in str(exc):
+            raise
+    _http_json(
+        "GET", f"{base}/_cluster/health/{index}?wait_for_status=yellow&timeout=30s", timeout=40
+    )
+
+
 # --------------------------------------------------------------------------------------
 # the part
 
@@ -310,8 +326,10 @@ class Elasticsearch:
         java_home: Path | None = None,
         user: str = DEFAULT_USER,
         heap: str = DEFAULT_HEAP,
+        logs_index: str = LOG_TEMPLATE_NAME,
     ) -> None:
         self.layout = layout
+        self.logs_index = logs_index
         self.version = version or es_version()
         self._java_home = java_home  # resolved when needed: status must work without a JDK
         # root must not run it; anybody else runs it as themselves
@@ -409,7 +427,10 @@ class Elasticsearch:
         """Called by the supervisor once healthy: the log index template must exist
         before the collector writes the first document of an index."""
         put_log_templates(self.url)
-        progress(f"elasticsearch: index template {LOG_TEMPLATE_NAME} applied")
+        ensure_log_index(self.url, self.logs_index)
+        progress(
+            f"elasticsearch: index template {LOG_TEMPLATE_NAME} applied, index {self.logs_index} ready"
+        )
 
     def healthy(self) -> bool:
         """The cluster answers GET /_cluster/health with status green or yellow."""

@@ -56,7 +56,7 @@ class LocalStack:
         self.postgres = Postgres(layout, fast_unsafe=fast_unsafe)
         self.processor_token = _secret_file(layout.home / "run" / "processor-token")
         self.logs_index = "b2c-logs"
-        self.elasticsearch = Elasticsearch(layout)
+        self.elasticsearch = Elasticsearch(layout, logs_index=self.logs_index)
         self.prometheus = Prometheus(layout)
         self.processor = Processor(layout, self.postgres.url, self.processor_token)
         self.collector = Collector(layout, self.processor_token, self.logs_index)

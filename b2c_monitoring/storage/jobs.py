@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import product
 from typing import Any, Final
 
 import psycopg_pool
@@ -26,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.errors import StorageUnavailable
+from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
 from b2c_monitoring.storage.db import is_retryable_conflict, translate_errors
 
@@ -136,6 +138,141 @@ def group_reports(reports: Iterable[JobReport]) -> dict[JobKey, list[JobReport]]
     for report in reports:
         grouped[(report.tenant_id, report.job_id)].append(report)
     return dict(sorted(grouped.items()))
+
+
+@dataclass(frozen=True)
+class ListKey:
+    """A job's place in the list: newest first, ``(created_at, tenant_id, job_id)`` descending."""
+
+    created_at: datetime
+    tenant_id: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Filters of the job list; each given one narrows it."""
+
+    tenants: Sequence[str] | None = None  # None: every tenant; empty: none
+    statuses: Sequence[JobState] = ()
+    job_type: str | None = None
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+    flag: JobFlag | None = None
+    text: str | None = None  # substring of the error message or the metadata
+    after: ListKey | None = None  # the last job of the previous page
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_after: ListKey | None  # None: this is the last page
+
+
+# Above this many (tenant, status) pairs, one scan with ANY() beats merging many scans.
+_MAX_BRANCHES: Final = 64
+_ORDER: Final = "j.created_at DESC, j.tenant_id DESC, j.job_id DESC"
+_J_COLUMNS: Final = ", ".join(f"j.{c}" for c in _COLUMNS.split(", "))
+# exactly the expression of the index jobs_search_trgm (0004), or the index is not used
+_SEARCH_TEXT: Final = "(coalesce(j.error_message, '') || ' ' || j.metadata::text)"
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_sql(
+    query: JobQuery, windows: JobWindows, now: datetime
+) -> tuple[str, dict[str, Any]] | None:
+    """The statement of one page of the list, or None when nothing can match.
+
+    Each (tenant, status) pair of the query is one range scan of an index in list
+    order (0001, 0004), cut at ``limit + 1`` and merged, so a page reads about
+    ``limit`` rows per pair at any depth. The keyset condition is spelled twice: the
+    plain ``created_at <=`` bounds the index scan, the row comparison drops the rows
+    of that same instant already served.
+    """
+    statuses: set[JobState] | None = set(query.statuses) or None
+    if query.flag is not None:
+        statuses = {query.flag.status} & (statuses or {query.flag.status})
+    tenants = sorted(set(query.tenants)) if query.tenants is not None else None
+    if statuses == set() or tenants == []:
+        return None
+
+    params: dict[str, Any] = {"limit": query.limit + 1}
+    where: list[str] = []
+    if query.since is not None:
+        where.append("j.created_at >= %(since)s")
+        params["since"] = query.since
+    if query.until is not None:
+        where.append("j.created_at < %(until)s")
+        params["until"] = query.until
+    if query.job_type is not None:
+        where.append("j.job_type = %(job_type)s")
+        params["job_type"] = query.job_type
+    if query.text:
+        where.append(f"{_SEARCH_TEXT} ILIKE %(pattern)s")
+        params["pattern"] = _like_pattern(query.text)
+    if query.after is not None:
+        where.append(
+            "j.created_at <= %(after_at)s AND (j.created_at, j.tenant_id, j.job_id) "
+            "< (%(after_at)s, %(after_tenant)s, %(after_job)s)"
+        )
+        params.update(
+            after_at=query.after.created_at,
+            after_tenant=query.after.tenant_id,
+            after_job=query.after.job_id,
+        )
+    join = ""
+    if query.flag is not None:
+        # the same rules as processors/job_flags.py; a type without its own window
+        # has the default
+        join = "LEFT JOIN job_type_windows w ON w.job_type = j.job_type"
+        params.update(now=now, heartbeat=windows.heartbeat, start=windows.start)
+        if query.flag is JobFlag.STALLED:
+            where.append("j.last_report_at < %(now)s - coalesce(w.heartbeat_window, %(heartbeat)s)")
+        else:
+            where.append("j.created_at < %(now)s - coalesce(w.start_window, %(start)s)")
+
+    status_list = sorted(statuses) if statuses is not None else None
+    tenant_axis: list[str | None] = [*tenants] if tenants else [None]
+    status_axis: list[JobState | None] = [*status_list] if status_list else [None]
+    branches = list(product(tenant_axis, status_axis))
+    if len(branches) > 1 and len(branches) <= _MAX_BRANCHES:
+        params["b_tenants"] = [t for t, _ in branches]
+        params["b_statuses"] = [s.value if s is not None else None for _, s in branches]
+        inner = [
+            *(["j.tenant_id = b.tenant_id"] if tenants is not None else []),
+            *(["j.status = b.status"] if status_list is not None else []),
+            *where,
+        ]
+        sql = (
+            f"SELECT {_J_COLUMNS} FROM unnest(%(b_tenants)s::text[], %(b_statuses)s::text[]) "
+            f"AS b(tenant_id, status) CROSS JOIN LATERAL (SELECT {_J_COLUMNS} FROM jobs j {join} "
+            f"WHERE {' AND '.join(inner)} ORDER BY {_ORDER} LIMIT %(limit)s) AS j "
+            f"ORDER BY {_ORDER} LIMIT %(limit)s"
+        )
+        return sql, params
+
+    # one value as `=`, not `= ANY`: only an equality lets the planner read an index
+    # that leads with the column in list order
+    if tenants is not None:
+        where.append(
+            "j.tenant_id = %(tenant)s" if len(tenants) == 1 else "j.tenant_id = ANY(%(tenants)s)"
+        )
+        params.update(tenant=tenants[0], tenants=tenants)
+    if status_list is not None:
+        where.append(
+            "j.status = %(status)s" if len(status_list) == 1 else "j.status = ANY(%(statuses)s)"
+        )
+        params.update(status=status_list[0].value, statuses=[s.value for s in status_list])
+    sql = (
+        f"SELECT {_J_COLUMNS} FROM jobs j {join} "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {_ORDER} LIMIT %(limit)s"
+    )
+    return sql, params
 
 
 class JobStore:
@@ -254,3 +391,22 @@ class JobStore:
                 )
                 for row in cur.fetchall()
             ]
+
+    def list(self, query: JobQuery, windows: JobWindows, now: datetime) -> JobPage:
+        """One page of jobs, newest first; ``windows``: the defaults for the flag filter."""
+        statement = list_sql(query, windows, now)
+        if statement is None:
+            return JobPage([], None)
+        sql, params = statement
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(sql, params)
+            jobs = [job_from_row(row) for row in cur.fetchall()]
+        if len(jobs) <= query.limit:
+            return JobPage(jobs, None)
+        jobs = jobs[: query.limit]
+        last = jobs[-1]
+        return JobPage(jobs, ListKey(last.created_at, last.tenant_id, last.job_id))

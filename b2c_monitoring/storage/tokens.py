@@ -7,7 +7,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg_pool
@@ -17,6 +17,7 @@ from b2c_monitoring.auth import Principal, Role
 from b2c_monitoring.errors import NotFound, Unauthenticated
 from b2c_monitoring.storage.db import translate_errors
 
+LAST_USED_PRECISION = timedelta(minutes=1)
 TOKEN_PREFIX = "b2c_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -47,6 +48,12 @@ def _record(row: dict[str, Any]) -> TokenRecord:
     )
 
 
+def _within(tenants: Sequence[str] | None) -> tuple[str, tuple[object, ...]]:
+    if tenants is None:
+        return "TRUE", ()
+    return "tenants IS NOT NULL AND tenants <@ %s::text[]", (list(tenants),)
+
+
 class TokenStore:
     def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
         self._pool = pool
@@ -68,7 +75,8 @@ class TokenStore:
                     name,
                     _hash(secret),
                     role.value,
-                    list(tenants) if tenants else None,
+                    # an empty list must not widen to every tenant: the table refuses it
+                    list(tenants) if tenants is not None else None,
                     now,
                 ),
             )
@@ -83,11 +91,19 @@ class TokenStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(
-                "UPDATE api_tokens SET last_used_at = %s WHERE token_hash = %s AND revoked_at IS NULL "
-                "RETURNING id, name, role, tenants",
-                (now, _hash(secret)),
+                "SELECT id, name, role, tenants, last_used_at FROM api_tokens "
+                "WHERE token_hash = %s AND revoked_at IS NULL",
+                (_hash(secret),),
             )
             row = cur.fetchone()
+            # a write per request would cost every request a commit; a minute is precise
+            # enough for "when was this token last used"
+            if row is not None and (
+                row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_PRECISION
+            ):
+                cur.execute(
+                    "UPDATE api_tokens SET last_used_at = %s WHERE id = %s", (now, row["id"])
+                )
         if row is None:
             raise Unauthenticated("the token is unknown or revoked")
         return Principal(
@@ -97,28 +113,40 @@ class TokenStore:
             tenants=tuple(row["tenants"]) if row["tenants"] is not None else None,
         )
 
-    def list(self) -> list[TokenRecord]:
+    def list(
+        self, within: Sequence[str] | None = None, *, include_revoked: bool = True
+    ) -> list[TokenRecord]:
+        """Tokens oldest first; ``within``: only tokens scoped to some of these tenants
+        (a token of every tenant is within no list)."""
+        where, params = _within(within)
+        if not include_revoked:
+            where += " AND revoked_at IS NULL"
         with (
             translate_errors(),
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            cur.execute("SELECT * FROM api_tokens ORDER BY created_at, name")
+            cur.execute(f"SELECT * FROM api_tokens WHERE {where} ORDER BY created_at, name", params)
             return [_record(row) for row in cur.fetchall()]
 
-    def revoke(self, token_id: str, now: datetime) -> TokenRecord:
+    def revoke(
+        self, token_id: str, now: datetime, within: Sequence[str] | None = None
+    ) -> TokenRecord:
+        """Revoke a token (again: no change); one outside ``within`` is NotFound."""
         try:
             key = uuid.UUID(token_id)
         except ValueError as exc:
             raise NotFound(f"no token {token_id!r}") from exc
+        where, params = _within(within)
         with (
             translate_errors(),
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(
-                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, %s) WHERE id = %s RETURNING *",
-                (now, key),
+                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, %s) "
+                f"WHERE id = %s AND {where} RETURNING *",
+                (now, key, *params),
             )
             row = cur.fetchone()
         if row is None:

@@ -2,17 +2,153 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import base64
+import binascii
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime
 
-from b2c_monitoring.api.deps import JobsDep, Viewer
-from b2c_monitoring.api.models import JobTimelineEntry, SchedulerJob, SchedulerJobDetail
-from b2c_monitoring.api.problems import responses
-from b2c_monitoring.contract import JOB_ID_MAX_CHARS
-from b2c_monitoring.errors import Conflict, NotFound
+from b2c_monitoring.api.deps import JobsDep, LogsDep, Viewer, WindowPolicyDep
+from b2c_monitoring.api.models import (
+    JobList,
+    JobLogLine,
+    JobTimelineEntry,
+    SchedulerJob,
+    SchedulerJobDetail,
+)
+from b2c_monitoring.api.problems import invalid_cursor, responses
+from b2c_monitoring.auth import Principal
+from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
+from b2c_monitoring.errors import Conflict, NotFound, StorageError
+from b2c_monitoring.processors.job_flags import JobFlag, WindowPolicy, job_flags
+from b2c_monitoring.processors.jobs import Job
+from b2c_monitoring.storage.jobs import JobQuery, JobStore, ListKey
+from b2c_monitoring.storage.logs import LogStore
+
+log = logging.getLogger(__name__)
+
+RECENT_LOG_LINES: Final = 20
+# The detail view is served from Postgres; a slow log store must not hold it up for long.
+_RECENT_LOGS_TIMEOUT_S: Final = 3.0
 
 router = APIRouter(prefix="/api/admin/jobs", tags=["jobs"])
+
+
+def encode_cursor(key: ListKey) -> str:
+    """Opaque to clients: the sort key of the last job of a page, base64url JSON."""
+    raw = json.dumps([key.created_at.isoformat(), key.tenant_id, key.job_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> ListKey:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, tenant_id, job_id = json.loads(raw)
+        created_at = datetime.fromisoformat(at)
+        if (
+            created_at.tzinfo is None
+            or not isinstance(tenant_id, str)
+            or not isinstance(job_id, str)
+        ):
+            raise ValueError("not a cursor")
+    except (binascii.Error, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise invalid_cursor(cursor) from exc
+    return ListKey(created_at, tenant_id, job_id)
+
+
+def find_job(jobs: JobStore, principal: Principal, job_id: str, tenant: str | None) -> Job:
+    """The one job with this id in the caller's tenants (``tenant`` narrows them)."""
+    found = jobs.get(job_id, principal.scope([tenant] if tenant else None))
+    if not found:
+        # a job of another tenant answers exactly like an absent one
+        raise NotFound(f"no job {job_id!r} in your tenants")
+    if len(found) > 1:
+        tenants = ", ".join(j.tenant_id for j in found)
+        raise Conflict(f"job id {job_id!r} exists in several tenants ({tenants}); add ?tenant=")
+    return found[0]
+
+
+def recent_logs(logs: LogStore, job: Job, n: int = RECENT_LOG_LINES) -> list[JobLogLine] | None:
+    """The last ``n`` lines of ``job``'s log, oldest first, for the job's detail view.
+
+    None when the log store cannot be read: the job itself still comes from Postgres,
+    and an unreachable Elasticsearch should not make it a 503.
+    """
+    try:
+        records = logs.recent_job_logs(job.tenant_id, job.job_id, n, timeout=_RECENT_LOGS_TIMEOUT_S)
+    except StorageError as exc:
+        log.warning("recent logs of job %s/%s unavailable: %s", job.tenant_id, job.job_id, exc)
+        return None
+    return [JobLogLine.of(r) for r in records]
+
+
+def _with_flags(job: Job, policy: WindowPolicy, now: datetime) -> SchedulerJob:
+    return SchedulerJob.of(job, job_flags(job, policy.for_type(job.job_type), now))
+
+
+@router.get(
+    "",
+    response_model=JobList,
+    response_model_by_alias=True,
+    summary="List jobs of your tenants, newest first, filtered, a page at a time",
+    responses=responses(401, 403, 422),
+)
+def list_jobs(
+    principal: Viewer,
+    jobs: JobsDep,
+    policy: WindowPolicyDep,
+    status: Annotated[
+        list[JobState] | None, Query(description="repeatable: jobs in any of these states")
+    ] = None,
+    job_type: Annotated[
+        str | None, Query(alias="jobType", max_length=MAX_JOB_TYPE_CHARS, examples=["ERP_SYNC"])
+    ] = None,
+    tenant: Annotated[
+        list[str] | None,
+        Query(description="repeatable; only tenants within your token's scope count"),
+    ] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="createdAt at or after (ISO 8601 with offset)")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="createdAt before (ISO 8601 with offset)")
+    ] = None,
+    flag: Annotated[JobFlag | None, Query(description="only stalled or only overdue jobs")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="text within the error message or the metadata (case-insensitive)",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="nextCursor of the previous page")
+    ] = None,
+) -> JobList:
+    now = datetime.now(UTC)
+    query = JobQuery(
+        # requested tenants outside the token's scope drop out: a filter never widens it
+        tenants=principal.scope(tenant),
+        statuses=status or (),
+        job_type=job_type,
+        since=since,
+        until=until,
+        flag=flag,
+        text=q,
+        after=decode_cursor(cursor) if cursor is not None else None,
+        limit=limit,
+    )
+    page = jobs.list(query, policy.default, now)
+    return JobList(
+        items=[_with_flags(job, policy, now) for job in page.jobs],
+        next_cursor=encode_cursor(page.next_after) if page.next_after is not None else None,
+    )
 
 
 @router.get(
@@ -26,18 +162,16 @@ def get_job(
     job_id: Annotated[str, Path(max_length=JOB_ID_MAX_CHARS, description="scheduler.job.id")],
     principal: Viewer,
     jobs: JobsDep,
+    logs: LogsDep,
+    policy: WindowPolicyDep,
     tenant: Annotated[
         str | None,
         Query(description="the job's tenant, when the same id exists in several of yours"),
     ] = None,
 ) -> SchedulerJobDetail:
-    found = jobs.get(job_id, principal.scope([tenant] if tenant else None))
-    if not found:
-        # a job of another tenant answers exactly like an absent one
-        raise NotFound(f"no job {job_id!r} in your tenants")
-    if len(found) > 1:
-        tenants = ", ".join(j.tenant_id for j in found)
-        raise Conflict(f"job id {job_id!r} exists in several tenants ({tenants}); add ?tenant=")
-    job = found[0]
+    job = find_job(jobs, principal, job_id, tenant)
     timeline = [JobTimelineEntry.of(c) for c in jobs.timeline(job.tenant_id, job.job_id)]
-    return SchedulerJobDetail(**SchedulerJob.of(job).model_dump(), timeline=timeline)
+    summary = _with_flags(job, policy, datetime.now(UTC))
+    return SchedulerJobDetail(
+        **summary.model_dump(), timeline=timeline, recent_logs=recent_logs(logs, job)
+    )

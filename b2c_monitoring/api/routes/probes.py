@@ -1,0 +1,91 @@
+"""/api/probes: the control endpoints of job runners (probe tokens only).
+
+A runner long-polls ``GET /api/probes/commands?service=...&wait=...`` for the commands
+of its service, acts, and marks each with ``POST /api/probes/commands/{id}/done``.
+A claimed command not marked within the lease (``B2C_JOB_COMMAND_LEASE_S``) is
+handed out again, so a runner that dies mid-command loses nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from b2c_monitoring.api.command_models import CommandOutcome, JobCommand, JobCommandList
+from b2c_monitoring.api.deps import CommandWaitersDep, JobCommandsDep, Probe, SettingsDep
+from b2c_monitoring.api.problems import responses
+from b2c_monitoring.processors import job_commands as jc
+
+router = APIRouter(prefix="/api/probes", tags=["probes"])
+
+MAX_WAIT_S = 30.0
+
+
+@router.get(
+    "/commands",
+    response_model=JobCommandList,
+    response_model_by_alias=True,
+    summary="Claim the open commands of a service, waiting up to `wait` seconds for one",
+    description="Answers as soon as there is a command (oldest first) or when `wait` is "
+    "over (an empty list). Each answered command is claimed by the caller: mark it done "
+    "within the lease, or it is handed out again.",
+    responses=responses(401, 403, 422),
+)
+async def claim_commands(
+    request: Request,
+    principal: Probe,
+    commands: JobCommandsDep,
+    waiters: CommandWaitersDep,
+    settings: SettingsDep,
+    service: Annotated[
+        str, Query(min_length=1, max_length=256, description="service.name of the runner")
+    ],
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds")] = 0,
+    instance: Annotated[
+        str | None, Query(max_length=256, description="service.instance.id of the runner")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> JobCommandList:
+    claimer = f"{principal.name}/{instance}" if instance else principal.name
+    lease = timedelta(seconds=settings.job_command_lease_s)
+
+    async def look() -> list[jc.JobCommand]:
+        return await run_in_threadpool(
+            commands.claim,
+            service,
+            principal.tenants,
+            claimer,
+            datetime.now(UTC),
+            lease=lease,
+            limit=limit,
+        )
+
+    found = await waiters.wait(service, look, wait, request.is_disconnected)
+    return JobCommandList(items=[JobCommand.of(c) for c in found])
+
+
+@router.post(
+    "/commands/{command_id}/done",
+    response_model=JobCommand,
+    response_model_by_alias=True,
+    summary="Mark a claimed command done (ok) or failed (with the error)",
+    description="Marking it again answers it as it is.",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def command_done(
+    command_id: Annotated[str, Path(max_length=64)],
+    outcome: CommandOutcome,
+    principal: Probe,
+    commands: JobCommandsDep,
+) -> JobCommand:
+    command = commands.complete(
+        command_id,
+        principal.tenants,
+        ok=outcome.ok,
+        result=outcome.result(),
+        now=datetime.now(UTC),
+    )
+    return JobCommand.of(command)

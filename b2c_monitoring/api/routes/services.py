@@ -1,0 +1,414 @@
+"""/api/admin/services: connected services of the caller's tenants.
+
+A service is addressed by its id (uuid) or its name; a service of another tenant
+answers 404 exactly like an absent one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime
+
+from b2c_monitoring.api.deps import (
+    Admin,
+    MetricsPolicyDep,
+    Operator,
+    ResourcesDep,
+    ServicesDep,
+    SettingsDep,
+    Viewer,
+)
+from b2c_monitoring.api.problems import responses
+from b2c_monitoring.api.service_models import (
+    ConnectedService,
+    ConnectionTestResult,
+    LatencyHistory,
+    LatencyPoint,
+    ResourceHistoryPoint,
+    ResourceMetrics,
+    ServiceDeclaration,
+    ServiceList,
+    ServiceResources,
+    ServiceStatusDetail,
+    StatusChangeEntry,
+)
+from b2c_monitoring.auth import Principal
+from b2c_monitoring.checks import CheckSpec, run_check
+from b2c_monitoring.errors import Conflict, Forbidden, NotFound
+from b2c_monitoring.processors.resources import HORIZON, summarize
+from b2c_monitoring.processors.services import (
+    UPTIME_WINDOWS,
+    CheckReport,
+    CheckSource,
+    Service,
+    ServiceStatus,
+    ServiceType,
+    uptimes,
+)
+from b2c_monitoring.storage.partitions import tiers
+from b2c_monitoring.storage.resources import ResourceStore
+from b2c_monitoring.storage.services import ServiceQuery, ServiceStore
+
+router = APIRouter(prefix="/api/admin/services", tags=["services"])
+
+_HISTORY: timedelta = max(UPTIME_WINDOWS.values())
+
+ServiceRef = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        description="the service's id (uuid) or its name (connected_service.name)",
+    ),
+]
+TenantOpt = Annotated[
+    str | None,
+    Query(description="the service's tenant, when the name exists in several of yours"),
+]
+Resolution = Literal["auto", "raw", "5m", "1h"]
+
+
+def find_service(
+    services: ServiceStore, ref: str, principal: Principal, tenant: str | None
+) -> Service:
+    found = services.find(ref, principal.scope([tenant] if tenant else None))
+    by_id = [s for s in found if s.id == ref]
+    if by_id:
+        return by_id[0]
+    if not found:
+        # a service of another tenant answers exactly like an absent one
+        raise NotFound(f"no service {ref!r} in your tenants")
+    if len(found) > 1:
+        tenants = ", ".join(s.tenant_id for s in found)
+        raise Conflict(f"service {ref!r} exists in several tenants ({tenants}); add ?tenant=")
+    return found[0]
+
+
+def describe(
+    services: ServiceStore,
+    resources: ResourceStore,
+    found: Sequence[Service],
+    now: datetime,
+) -> list[ConnectedService]:
+    """The ADR's records: status, uptime from the status history, resource figures."""
+    ids = [s.id for s in found if s.id is not None]
+    changes = services.changes(ids, now - _HISTORY)
+    windows = resources.windows([(s.tenant_id, s.name) for s in found])
+    described = []
+    for service in found:
+        assert service.id is not None
+        window = windows.get((service.tenant_id, service.name))
+        described.append(
+            ConnectedService.of(
+                service,
+                uptimes(changes[service.id], service.status, now),
+                summarize(window, now) if window is not None else None,
+            )
+        )
+    return described
+
+
+def _range(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    end = until or now
+    start = since or end - timedelta(hours=24)
+    if start >= end:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "since"),
+                    "msg": "since must be before until",
+                    "input": start.isoformat(),
+                }
+            ]
+        )
+    return start, end
+
+
+@router.get(
+    "",
+    response_model=ServiceList,
+    response_model_by_alias=True,
+    summary="List connected services with status, latency, uptime and resources",
+    responses=responses(401, 403, 422),
+)
+def list_services(
+    principal: Viewer,
+    services: ServicesDep,
+    resources: ResourcesDep,
+    tenant: Annotated[
+        list[str] | None,
+        Query(description="repeatable; only tenants within your token's scope count"),
+    ] = None,
+    status: Annotated[
+        list[ServiceStatus] | None, Query(description="repeatable: services in any of these")
+    ] = None,
+    service_type: Annotated[ServiceType | None, Query(alias="type")] = None,
+) -> ServiceList:
+    now = datetime.now(UTC)
+    found = services.select(
+        ServiceQuery(
+            tenants=principal.scope(tenant), statuses=status or (), service_type=service_type
+        )
+    )
+    return ServiceList(items=describe(services, resources, found, now))
+
+
+@router.get(
+    "/{id}/status",
+    response_model=ServiceStatusDetail,
+    response_model_by_alias=True,
+    summary="Current availability status, uptime and the recent status changes",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def get_status(
+    id: ServiceRef,
+    principal: Viewer,
+    services: ServicesDep,
+    resources: ResourcesDep,
+    tenant: TenantOpt = None,
+) -> ServiceStatusDetail:
+    now = datetime.now(UTC)
+    service = find_service(services, id, principal, tenant)
+    [described] = describe(services, resources, [service], now)
+    assert service.id is not None
+    changes = services.changes([service.id], now - _HISTORY)[service.id]
+    return ServiceStatusDetail(
+        **described.model_dump(),
+        first_seen=service.first_seen,
+        changes=[StatusChangeEntry.of(c) for c in reversed(changes)],
+    )
+
+
+@router.get(
+    "/{id}/latency",
+    response_model=LatencyHistory,
+    response_model_by_alias=True,
+    summary="Historical latency: each check, or 5-minute or hourly buckets",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def get_latency(
+    id: ServiceRef,
+    principal: Viewer,
+    services: ServicesDep,
+    since: Annotated[
+        AwareDatetime | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
+    ] = None,
+    until: Annotated[AwareDatetime | None, Query(description="to; default now")] = None,
+    resolution: Annotated[
+        Resolution,
+        Query(
+            description="auto: each check of the last 24 hours, rollups before; raw (kept at "
+            "least 24 hours), 5m or 1h: that resolution only"
+        ),
+    ] = "auto",
+    tenant: TenantOpt = None,
+) -> LatencyHistory:
+    now = datetime.now(UTC)
+    start, end = _range(since, until, now)
+    service = find_service(services, id, principal, tenant)
+    assert service.id is not None
+    if resolution == "auto":
+        points = services.latency_history(service.id, start, end, now)
+    else:
+        points = services.latency(service.id, start, end, resolution)
+    return LatencyHistory(
+        service_id=service.id,
+        name=service.name,
+        since=start,
+        until=end,
+        resolution=resolution,
+        points=[LatencyPoint.of(p) for p in points],
+    )
+
+
+@router.get(
+    "/{id}/resources",
+    response_model=ServiceResources,
+    response_model_by_alias=True,
+    summary="Current resource metrics, with average and peak over a window",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def get_resources(
+    id: ServiceRef,
+    principal: Viewer,
+    services: ServicesDep,
+    resources: ResourcesDep,
+    window_minutes: Annotated[
+        int,
+        Query(
+            alias="windowMinutes",
+            ge=1,
+            le=int(HORIZON.total_seconds() // 60),
+            description="the window of cpuAverage, cpuPeak and memoryPeakBytes (to 5 minutes)",
+        ),
+    ] = 60,
+    tenant: TenantOpt = None,
+) -> ServiceResources:
+    now = datetime.now(UTC)
+    service = find_service(services, id, principal, tenant)
+    assert service.id is not None
+    window = resources.windows([(service.tenant_id, service.name)]).get(
+        (service.tenant_id, service.name)
+    )
+    metrics = summarize(window, now, timedelta(minutes=window_minutes)) if window else None
+    return ServiceResources(
+        service_id=service.id,
+        name=service.name,
+        tenant_id=service.tenant_id,
+        resources=ResourceMetrics.of(metrics) if metrics is not None else None,
+    )
+
+
+@router.get(
+    "/{id}/resources/history",
+    response_model=list[ResourceHistoryPoint],
+    response_model_by_alias=True,
+    summary="Resource history: each sample, or 5-minute or hourly buckets",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def get_resource_history(
+    id: ServiceRef,
+    principal: Viewer,
+    services: ServicesDep,
+    resources: ResourcesDep,
+    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    resolution: Resolution = "auto",
+    tenant: TenantOpt = None,
+) -> list[ResourceHistoryPoint]:
+    now = datetime.now(UTC)
+    start, end = _range(since, until, now)
+    service = find_service(services, id, principal, tenant)
+    segments = (
+        tiers(start, end, now, services.retention)
+        if resolution == "auto"
+        else [(start, end, resolution)]
+    )
+    return [
+        ResourceHistoryPoint.of(p)
+        for seg_start, seg_end, tier in segments
+        for p in resources.history(service.tenant_id, service.name, seg_start, seg_end, tier)
+    ]
+
+
+@router.post(
+    "/{id}/test",
+    response_model=ConnectionTestResult,
+    response_model_by_alias=True,
+    summary="Run the service's declared connection check now, from the monitoring service",
+    description="The result is recorded in the service's history as one check (flap damping "
+    "applies to its status). Needs the operator role and a declared check.",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def run_connection_test(
+    id: ServiceRef,
+    principal: Operator,
+    services: ServicesDep,
+    policy: MetricsPolicyDep,
+    tenant: TenantOpt = None,
+) -> ConnectionTestResult:
+    service = find_service(services, id, principal, tenant)
+    if service.check is None:
+        raise Conflict(
+            f"service {service.name!r} has no declared check to run; declare one with "
+            f"PUT /api/admin/services/{service.name}"
+        )
+    declared = service.check
+    spec = CheckSpec(
+        kind=declared.kind,  # type: ignore[arg-type]
+        target=declared.target,
+        timeout_s=declared.timeout_s,
+        expect_status=declared.expect_status,
+        # the threshold the service's status is derived with, so both say the same
+        degraded_after_s=service.threshold(policy.damping),
+    )
+    # slow I/O outside any transaction; the result is stored after
+    result = run_check(spec)
+    checked_at = datetime.now(UTC)
+    services.record(
+        [
+            CheckReport(
+                tenant_id=service.tenant_id,
+                service_name=service.name,
+                at=checked_at,
+                up=result.up,
+                latency_s=result.latency_s,
+                error=result.error,
+                source=CheckSource.TEST,
+            )
+        ],
+        checked_at,
+    )
+    [after] = services.find(service.id or service.name, [service.tenant_id])
+    assert service.id is not None
+    return ConnectionTestResult(
+        service_id=service.id,
+        name=service.name,
+        status=result.status,
+        latency_ms=None if result.latency_s is None else round(result.latency_s * 1000, 3),
+        error=result.error,
+        checked_at=checked_at,
+        service_status=after.status,
+    )
+
+
+@router.put(
+    "/{name}",
+    response_model=ConnectedService,
+    response_model_by_alias=True,
+    status_code=200,
+    summary="Declare a service (type, endpoint, central check); 201 when it is new",
+    description="An existing service (reported by probes) keeps its status and history and "
+    "gains the declaration. Needs the admin role.",
+    responses={
+        201: {"model": ConnectedService, "description": "declared a new service"},
+        **responses(401, 403, 409, 422),
+    },
+)
+def declare_service(
+    name: Annotated[str, Path(min_length=1, max_length=128, description="connected_service.name")],
+    body: ServiceDeclaration,
+    principal: Admin,
+    services: ServicesDep,
+    resources: ResourcesDep,
+    settings: SettingsDep,
+    response: Response,
+    tenant: Annotated[
+        str | None,
+        Query(description="the tenant to declare it in; default: your token's only tenant"),
+    ] = None,
+) -> ConnectedService:
+    target_tenant = _tenant_to_write(principal, tenant, settings.default_tenant)
+    now = datetime.now(UTC)
+    service, created = services.declare(
+        target_tenant,
+        name,
+        body.type,
+        body.endpoint,
+        body.check.declared() if body.check is not None else None,
+        now,
+    )
+    if created:
+        response.status_code = 201
+    [described] = describe(services, resources, [service], now)
+    return described
+
+
+def _tenant_to_write(principal: Principal, tenant: str | None, default: str) -> str:
+    if tenant is not None:
+        if not principal.sees(tenant):
+            raise Forbidden(f"your token cannot write to tenant {tenant!r}")
+        return tenant
+    if principal.tenants is None:
+        return default
+    if len(principal.tenants) == 1:
+        return principal.tenants[0]
+    raise Conflict(f"your token has several tenants ({', '.join(principal.tenants)}); add ?tenant=")

@@ -1,0 +1,90 @@
+"""/api/admin/tokens: admin API tokens, managed by admins within their own tenants.
+
+An admin scoped to some tenants creates, sees and revokes only tokens scoped within
+those tenants; a token of every tenant is outside any such scope. So no token can
+hand out more than it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from b2c_monitoring.api.deps import Admin, TokensDep
+from b2c_monitoring.api.models import TokenCreate, TokenCreated, TokenInfo, TokenList
+from b2c_monitoring.api.problems import responses
+from b2c_monitoring.auth import Principal
+from b2c_monitoring.errors import Forbidden
+
+router = APIRouter(prefix="/api/admin/tokens", tags=["tokens"])
+
+
+def check_within_scope(principal: Principal, tenants: Sequence[str] | None) -> None:
+    """A new token's tenants must lie within the creator's (pure)."""
+    if principal.tenants is None:
+        return
+    own = ", ".join(principal.tenants)
+    if tenants is None:
+        raise Forbidden(
+            f"the token {principal.name!r} sees only tenants {own}; "
+            "it cannot create a token for every tenant"
+        )
+    outside = sorted(set(tenants) - set(principal.tenants))
+    if outside:
+        raise Forbidden(
+            f"the token {principal.name!r} sees only tenants {own}; "
+            f"it cannot create a token for {', '.join(outside)}"
+        )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TokenCreated,
+    response_model_by_alias=True,
+    summary="Create a token; its secret is in this answer only",
+    responses=responses(401, 403, 422),
+)
+def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep) -> TokenCreated:
+    tenants = sorted(set(body.tenants)) if body.tenants is not None else None
+    check_within_scope(principal, tenants)
+    record, secret = tokens.create(body.name, body.role, tenants, datetime.now(UTC))
+    return TokenCreated(**TokenInfo.of(record).model_dump(), secret=secret)
+
+
+@router.get(
+    "",
+    response_model=TokenList,
+    response_model_by_alias=True,
+    summary="List the tokens within your tenants (never their secrets)",
+    responses=responses(401, 403, 422),
+)
+def list_tokens(
+    principal: Admin,
+    tokens: TokensDep,
+    include_revoked: Annotated[
+        bool, Query(alias="includeRevoked", description="also list revoked tokens")
+    ] = False,
+) -> TokenList:
+    records = tokens.list(principal.tenants, include_revoked=include_revoked)
+    return TokenList(items=[TokenInfo.of(r) for r in records])
+
+
+@router.delete(
+    "/{token_id}",
+    response_model=TokenInfo,
+    response_model_by_alias=True,
+    summary="Revoke a token; it answers 401 from now on",
+    description="Revoking a revoked token changes nothing. A token outside your tenants "
+    "answers 404, as if absent.",
+    responses=responses(401, 403, 404, 422),
+)
+def revoke_token(
+    token_id: Annotated[str, Path(max_length=64, description="the token's id")],
+    principal: Admin,
+    tokens: TokensDep,
+) -> TokenInfo:
+    return TokenInfo.of(tokens.revoke(token_id, datetime.now(UTC), principal.tenants))

@@ -1,0 +1,56 @@
+"""b2c jobs retry|cancel: ask a job's service to act on it (registered in cli/jobs.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from b2c_monitoring.cli import output
+from b2c_monitoring.cli.context import api_client, handle_errors
+
+JobIdArg = Annotated[str, typer.Argument(help="The job's id (scheduler.job.id).")]
+TenantOpt = Annotated[
+    str | None, typer.Option(help="The job's tenant, if the id exists in several.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
+
+
+def _request(kind: str, job_id: str, tenant: str | None, json: bool) -> None:
+    with api_client() as api:
+        result = api.job_command(job_id, kind, tenant)
+    if json:
+        output.raw_json(result.text)
+        return
+    command: dict[str, Any] = result.data
+    retry = command.get("retry") or {}
+    output.fields(
+        f"{kind.capitalize()} of job {escape(command['jobId'])} requested",
+        [
+            ("command", command["id"]),
+            ("state", output.status(command["state"])),
+            ("service", command["serviceName"]),
+            ("requested by", command["requestedBy"]),
+            ("requested at", command["requestedAt"]),
+            *([("new job", retry["newJobId"]), ("attempt", retry["attempt"])] if retry else []),
+        ],
+    )
+    follow = retry.get("newJobId") or command["jobId"]
+    output.console.print(
+        f"[dim]a job runner of {escape(command['serviceName'])} acts on it; "
+        f"follow with: b2c jobs show {escape(follow)}[/dim]",
+        soft_wrap=True,
+    )
+
+
+@handle_errors
+def retry(job_id: JobIdArg, tenant: TenantOpt = None, json: JsonOpt = False) -> None:
+    """Retry a failed or cancelled job: its service's job runner runs it again as a new job."""
+    _request("retry", job_id, tenant, json)
+
+
+@handle_errors
+def cancel(job_id: JobIdArg, tenant: TenantOpt = None, json: JsonOpt = False) -> None:
+    """Cancel a pending or running job: its service's job runner stops it."""
+    _request("cancel", job_id, tenant, json)

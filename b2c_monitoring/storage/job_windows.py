@@ -1,0 +1,35 @@
+"""Windows of stalled and overdue jobs per job type (table ``job_type_windows``, 0003)."""
+
+from __future__ import annotations
+
+import psycopg_pool
+
+from b2c_monitoring.processors.job_flags import JobWindows, TypeWindows, WindowPolicy
+from b2c_monitoring.storage.db import translate_errors
+
+
+class JobWindowStore:
+    def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
+        self._pool = pool
+
+    def all(self) -> dict[str, TypeWindows]:
+        with translate_errors(), self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT job_type, heartbeat_window, start_window FROM job_type_windows "
+                "ORDER BY job_type"
+            ).fetchall()
+        return {row[0]: TypeWindows(row[0], row[1], row[2]) for row in rows}
+
+    def policy(self, default: JobWindows) -> WindowPolicy:
+        return WindowPolicy(default, self.all())
+
+    def put(self, windows: TypeWindows) -> TypeWindows:
+        """Set both windows of a type (``None``: the default)."""
+        with translate_errors(), self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO job_type_windows (job_type, heartbeat_window, start_window) "
+                "VALUES (%s, %s, %s) ON CONFLICT (job_type) DO UPDATE "
+                "SET heartbeat_window = excluded.heartbeat_window, start_window = excluded.start_window",
+                (windows.job_type, windows.heartbeat, windows.start),
+            )
+        return windows

@@ -1,0 +1,276 @@
+"""Reading log records from Elasticsearch; the client's errors are translated here, once.
+
+The documents are those of the collector's elasticsearch exporter in mapping mode
+``none`` (see ``stack/elasticsearch.py``, :func:`log_template`): ``@timestamp``
+(date_nanos), ``Body``, ``SeverityText``, ``SeverityNumber``, ``TraceId``, ``SpanId``,
+``Attributes.<attr>``, ``Resource.<attr>`` as flat dotted keys.
+
+Tenant isolation is part of every query built here, never left to the caller. The
+tenant of a record is its own ``tenant.id`` attribute, else its resource's, else the
+configured default tenant (the contract's rule), so a record that names tenant B on
+itself is never tenant A's even when its resource says A.
+
+Pages are ordered by ``(@timestamp, _index, _seq_no)`` and continued with
+``search_after``. ``_seq_no`` is unique within a shard and the ``b2c-logs`` template
+gives every index one primary shard, so the key is unique without a point in time
+(which would freeze the view and hide the new lines a follower is waiting for). A
+record that arrives with a time before a position already served is not seen by a
+reader continuing from that position.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+import elasticsearch
+from elasticsearch import Elasticsearch
+
+from b2c_monitoring.errors import StorageRejected, StorageUnavailable
+
+Order = Literal["asc", "desc"]
+
+TENANT_ATTR: Final = "tenant.id"
+JOB_ID_ATTR: Final = "scheduler.job.id"
+# Shown as fields of their own or implied by the job the lines belong to.
+_WELL_KNOWN_ATTRS: Final = frozenset({TENANT_ATTR, JOB_ID_ATTR, "scheduler.job.type"})
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where a record sits in the sort order; a page continues after it."""
+
+    timestamp_ns: int
+    index: str
+    seq_no: int
+
+    def sort_values(self) -> list[Any]:
+        return [self.timestamp_ns, self.index, self.seq_no]
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    time: datetime  # to the microsecond; ``position.timestamp_ns`` has the nanoseconds
+    severity_text: str | None
+    severity_number: int | None
+    body: str
+    trace_id: str | None
+    span_id: str | None
+    service_name: str | None
+    attributes: dict[str, Any]  # record attributes other than the well-known ones
+    position: LogPosition
+
+
+@dataclass(frozen=True)
+class LogPage:
+    records: list[LogRecord]
+
+    @property
+    def last(self) -> LogPosition | None:
+        return self.records[-1].position if self.records else None
+
+
+def make_client(url: str, *, timeout: float = 10.0) -> Elasticsearch:
+    """A client for the API's reads: short timeouts, so a dead node costs seconds."""
+    return Elasticsearch(url, request_timeout=timeout, max_retries=1, retry_on_timeout=False)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """The elasticsearch client's errors as ``StorageError``: the one place they are mapped."""
+    try:
+        yield
+    except elasticsearch.ApiError as exc:
+        status = exc.meta.status
+        if status == 429 or status >= 500:
+            raise StorageUnavailable(f"Elasticsearch answered {status}: {exc.message}") from exc
+        raise StorageRejected(f"Elasticsearch refused the query ({status}): {exc.message}") from exc
+    except elasticsearch.TransportError as exc:  # ConnectionError, ConnectionTimeout, ...
+        raise StorageUnavailable(f"Elasticsearch cannot be reached: {exc}") from exc
+
+
+def tenant_filter(tenant_id: str, default_tenant: str) -> dict[str, Any]:
+    """Records of ``tenant_id`` by the contract's rule: the record's own tenant.id wins."""
+    record, resource = f"Attributes.{TENANT_ATTR}", f"Resource.{TENANT_ATTR}"
+    should: list[dict[str, Any]] = [
+        {"term": {record: tenant_id}},
+        {
+            "bool": {
+                "filter": [{"term": {resource: tenant_id}}],
+                "must_not": [{"exists": {"field": record}}],
+            }
+        },
+    ]
+    if tenant_id == default_tenant:
+        should.append(
+            {"bool": {"must_not": [{"exists": {"field": record}}, {"exists": {"field": resource}}]}}
+        )
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def job_logs_search(
+    tenant_id: str,
+    job_id: str,
+    *,
+    default_tenant: str,
+    min_severity: int | None = None,
+    severities: Sequence[str] = (),
+    text: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: LogPosition | None = None,
+    limit: int = 100,
+    order: Order = "asc",
+) -> dict[str, Any]:
+    """The search body of one page of a job's log (pure; every filter narrows)."""
+    filters: list[dict[str, Any]] = [
+        {"term": {f"Attributes.{JOB_ID_ATTR}": job_id}},
+        tenant_filter(tenant_id, default_tenant),
+    ]
+    if min_severity is not None:
+        filters.append({"range": {"SeverityNumber": {"gte": min_severity}}})
+    if severities:
+        # SDKs disagree on the spelling's case (WARN, Warning): compare without it
+        filters.append(
+            {
+                "bool": {
+                    "should": [
+                        {"term": {"SeverityText": {"value": s, "case_insensitive": True}}}
+                        for s in severities
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
+    if since is not None or until is not None:
+        bounds: dict[str, str] = {}
+        if since is not None:
+            bounds["gte"] = since.isoformat()
+        if until is not None:
+            bounds["lt"] = until.isoformat()
+        filters.append({"range": {"@timestamp": bounds}})
+    query: dict[str, Any] = {"bool": {"filter": filters}}
+    if text:
+        query["bool"]["must"] = [{"match": {"Body": {"query": text, "operator": "and"}}}]
+    body: dict[str, Any] = {
+        "query": query,
+        # date_nanos everywhere, even if an index ever maps @timestamp as a date
+        "sort": [
+            {"@timestamp": {"order": order, "numeric_type": "date_nanos"}},
+            {"_index": {"order": order}},
+            {"_seq_no": {"order": order}},
+        ],
+        "size": limit,
+        "track_total_hits": False,
+        "seq_no_primary_term": False,
+    }
+    if after is not None:
+        body["search_after"] = after.sort_values()
+    return body
+
+
+def _flat(source: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in source.items() if k.startswith(prefix)}
+
+
+def _body(source: Mapping[str, Any]) -> str:
+    body = source.get("Body")
+    if isinstance(body, str):
+        return body
+    if body is None:
+        # a map body is written as Body.<key> fields
+        parts = _flat(source, "Body.")
+        return json.dumps(parts, sort_keys=True, default=str) if parts else ""
+    return json.dumps(body, sort_keys=True, default=str)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def record_of(hit: Mapping[str, Any]) -> LogRecord:
+    source: Mapping[str, Any] = hit.get("_source") or {}
+    timestamp_ns, index, seq_no = hit["sort"]
+    severity = source.get("SeverityNumber")
+    attributes = {
+        k: v for k, v in _flat(source, "Attributes.").items() if k not in _WELL_KNOWN_ATTRS
+    }
+    return LogRecord(
+        time=_EPOCH + timedelta(microseconds=int(timestamp_ns) // 1000),
+        severity_text=_str(source.get("SeverityText")),
+        severity_number=severity if isinstance(severity, int) and severity > 0 else None,
+        body=_body(source),
+        trace_id=_str(source.get("TraceId")),
+        span_id=_str(source.get("SpanId")),
+        service_name=_str(source.get("Resource.service.name")),
+        attributes=attributes,
+        position=LogPosition(int(timestamp_ns), str(index), int(seq_no)),
+    )
+
+
+class LogStore:
+    """Log records in the indices matching ``index_pattern`` (e.g. ``b2c-logs*``)."""
+
+    def __init__(self, client: Elasticsearch, index_pattern: str, *, default_tenant: str) -> None:
+        self._es = client
+        self._index = index_pattern
+        self._default_tenant = default_tenant
+
+    def job_logs(
+        self,
+        tenant_id: str,
+        job_id: str,
+        *,
+        min_severity: int | None = None,
+        severities: Sequence[str] = (),
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: LogPosition | None = None,
+        limit: int = 100,
+        order: Order = "asc",
+    ) -> LogPage:
+        """One page of the log of job ``job_id`` of tenant ``tenant_id``, in ``order``
+        of time; ``after`` is the position of the previous page's last record."""
+        body = job_logs_search(
+            tenant_id,
+            job_id,
+            default_tenant=self._default_tenant,
+            min_severity=min_severity,
+            severities=severities,
+            text=text,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+            order=order,
+        )
+        return LogPage([record_of(hit) for hit in self._search(body)])
+
+    def recent_job_logs(
+        self, tenant_id: str, job_id: str, n: int = 20, *, timeout: float | None = None
+    ) -> list[LogRecord]:
+        """The last ``n`` records of a job's log, oldest first."""
+        body = job_logs_search(
+            tenant_id, job_id, default_tenant=self._default_tenant, limit=n, order="desc"
+        )
+        return [record_of(hit) for hit in self._search(body, timeout)][::-1]
+
+    def _search(self, body: dict[str, Any], timeout: float | None = None) -> list[dict[str, Any]]:
+        client = self._es if timeout is None else self._es.options(request_timeout=timeout)
+        with translate_errors():
+            response = client.search(
+                index=self._index,
+                **body,
+                # before the first record is written there is no index yet: an empty log
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+        hits: list[dict[str, Any]] = response.body.get("hits", {}).get("hits", [])
+        return hits

@@ -1,0 +1,97 @@
+"""The periodic maintenance of the history: partitions, rollups, retention, staleness.
+
+``maintain(pool, policy, now)`` runs one round under a session advisory lock (the
+replica that holds it does the round; the others skip it), and is safe to run again
+at any time: creating is ``IF NOT EXISTS``, rollups are upserts recomputed from the
+finer table, dropping concerns whole partitions past their retention, and a
+component turns ``unknown`` once (claimed with ``SKIP LOCKED``).
+
+``MaintenanceThread`` runs it every ``interval`` in the processor's front process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg_pool
+
+from b2c_monitoring.errors import B2CError
+from b2c_monitoring.storage.db import translate_errors
+from b2c_monitoring.storage.health import HealthStore
+from b2c_monitoring.storage.metrics import MetricsPolicy
+from b2c_monitoring.storage.partitions import (
+    MaintenanceReport,
+    autocommit_connection,
+    maintain_partitions,
+    release_maintenance_lock,
+    try_maintenance_lock,
+)
+
+log = logging.getLogger(__name__)
+
+
+def maintain(
+    pool: psycopg_pool.ConnectionPool, policy: MetricsPolicy, now: datetime
+) -> MaintenanceReport:
+    """One round of maintenance as of ``now``; ``ran`` is False if another replica has it."""
+    with translate_errors(), autocommit_connection(pool) as conn:
+        if not try_maintenance_lock(conn):
+            return MaintenanceReport(ran=False)
+        try:
+            report = maintain_partitions(conn, now, policy.retention)
+        finally:
+            release_maintenance_lock(conn)
+    report.expired_components = len(HealthStore(pool).expire(policy.stale_after, now))
+    return report
+
+
+class MaintenanceThread:
+    """Runs ``maintain`` now and then every ``interval`` until ``stop``."""
+
+    def __init__(
+        self,
+        pool: psycopg_pool.ConnectionPool,
+        policy: MetricsPolicy,
+        interval: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._policy = policy
+        self._interval = interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="b2c-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def run_once(self) -> MaintenanceReport | None:
+        try:
+            report = maintain(self._pool, self._policy, self._clock())
+        except B2CError as exc:
+            log.warning("maintenance round failed (next round in %s): %s", self._interval, exc)
+            return None
+        if report.created or report.dropped or report.expired_components:
+            log.info(
+                "maintenance: created %d partition(s), dropped %d, %d component(s) turned unknown",
+                len(report.created),
+                len(report.dropped),
+                report.expired_components,
+            )
+        return report
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                # the thread's edge: a bug must not end maintenance for good
+                log.exception("maintenance round crashed")
+            self._stop.wait(self._interval.total_seconds())
