@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +28,7 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.tokens import TokenStore
+from tests.api_process import api_process
 
 pytestmark = pytest.mark.integration
 
@@ -45,40 +44,10 @@ def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
     p.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = f"http://127.0.0.1:{_free_port()}"
-    env = {**os.environ, **stack.api.base_env(), "B2C_API_URL": url}
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "b2c_monitoring", "serve", "api"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture
