@@ -79,11 +79,12 @@ def test_bad_reports_are_rejected_alone_and_the_rest_is_stored(
         job_span(job("x" * 10_000, "running")),
         job_span({"scheduler.job.id": "no-type", "scheduler.job.state": "running"}),
         job_span(job("bad-type", "running", **{"scheduler.job.progress_percent": "half"})),
+        job_span(job("bad-nan", "running", **{"scheduler.job.metadata.ratio": float("nan")})),
         job_span({"http.route": "/orders"}),  # an ordinary trace span: not job state
         job_span(job("good-2", "failed"), error="ERP answered 503"),
     ]
     response = stub.Export(trace_request(spans), metadata=AUTH)
-    assert response.partial_success.rejected_spans == 5
+    assert response.partial_success.rejected_spans == 6
     message = response.partial_success.error_message
     for reason in (
         "unknown_state",

@@ -16,6 +16,7 @@ from b2c_monitoring.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    StorageRejected,
     StorageUnavailable,
     Unauthenticated,
 )
@@ -46,6 +47,7 @@ _MAPPING: list[tuple[type[B2CError], int, str, str]] = [
     (Forbidden, 403, "forbidden", "Forbidden"),
     (StorageUnavailable, 503, "unavailable", "Service unavailable"),
 ]
+# a store refusing our own query is our bug: logged, never echoed to the client
 
 _STATUS_SLUGS = {
     400: "bad-request",
@@ -116,6 +118,11 @@ def install(app: FastAPI) -> None:
 
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, B2CError)
+        if isinstance(exc, StorageRejected):
+            log.error("a store refused a request on %s: %s", request.url.path, exc.message)
+            return problem_response(
+                request, 500, "internal", "Internal error", "an unexpected error; see the API's log"
+            )
         for kind, status, slug, title in _MAPPING:
             if isinstance(exc, kind):
                 return problem_response(request, status, slug, title, exc.message)

@@ -1,7 +1,6 @@
 """The admin API client the CLI uses; httpx errors are translated here, once.
 
-Where to reach the API: ``--api-url`` / ``--token``, else ``B2C_API_URL`` /
-``B2C_TOKEN``, else the local stack's ``credentials.json`` (``B2C_HOME``).
+Where to reach the API: ``B2C_API_URL`` / ``B2C_TOKEN``, else the local stack's ``credentials.json`` (``B2C_HOME``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ its batch goes on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,10 +114,18 @@ def _metadata(attrs: Mapping[str, AnyValue]) -> dict[str, Scalar]:
             raise InvalidReport(
                 f"metadata key {name[:40]!r} is empty or too long", reason="oversized_attribute"
             )
+        if "\x00" in name:
+            raise InvalidReport(
+                f"metadata key {name[:40]!r} contains a NUL character", reason="wrong_type"
+            )
         kind = value.WhichOneof("value")
         if kind not in ("string_value", "bool_value", "int_value", "double_value"):
             raise InvalidReport(f"{key} must be a scalar", reason="wrong_type")
         v = getattr(value, kind)
+        # JSON (and so Postgres' jsonb) has no NaN or infinity: one such value would make
+        # the store refuse the whole batch
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InvalidReport(f"{key} is {v}, not a finite number", reason="out_of_range")
         metadata[name] = _clean(v, MAX_METADATA_VALUE_CHARS) if isinstance(v, str) else v
     if len(metadata) > MAX_METADATA_KEYS:
         raise InvalidReport(

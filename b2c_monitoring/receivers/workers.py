@@ -38,14 +38,27 @@ def _init_worker(settings: Settings) -> None:
     _default_tenant = settings.default_tenant
 
 
+# A bug must not reach the collector as UNKNOWN, which it does not retry: the batch
+# would be lost. At this process edge it is logged and answered as retryable.
+_BUG = "an unexpected error in the processor; see its log"
+
+
 def _handle(data: bytes) -> TraceOutcome:
     assert _store is not None, "worker not initialised"
-    return handle_trace_export(_store, _default_tenant, data)
+    try:
+        return handle_trace_export(_store, _default_tenant, data)
+    except Exception:
+        log.exception("unexpected error deriving a trace export")
+        return TraceOutcome(not_stored=NotStored(True, _BUG))
 
 
 def _handle_metrics(data: bytes) -> MetricsOutcome:
     assert _metrics is not None, "worker not initialised"
-    return handle_metrics_export(_metrics, _default_tenant, data)
+    try:
+        return handle_metrics_export(_metrics, _default_tenant, data)
+    except Exception:
+        log.exception("unexpected error deriving a metrics export")
+        return MetricsOutcome(not_stored=NotStored(True, _BUG))
 
 
 class WorkerPool:
