@@ -6,14 +6,17 @@ Everything that talks to Postgres goes through a pool made here and runs inside
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg
 
 from b2c_monitoring.errors import StorageRejected, StorageUnavailable
+
+T = TypeVar("T")
 
 # Transient by nature: the same statement may well succeed when tried again.
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57")  # connection, rollback, resources, shutdown
@@ -38,6 +41,22 @@ def is_retryable_conflict(exc: BaseException) -> bool:
     """A deadlock or serialization failure: retry the whole transaction."""
     cause = exc.__cause__
     return isinstance(cause, pg.DeadlockDetected | pg.SerializationFailure)
+
+
+_CONFLICT_ATTEMPTS = 5
+
+
+def retry_conflicts(transaction: Callable[[], T]) -> T:
+    """Run a whole write transaction, again on a deadlock or serialization failure
+    between replicas (a few times); psycopg's errors translated."""
+    for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+        try:
+            with translate_errors():
+                return transaction()
+        except StorageUnavailable as exc:
+            if attempt == _CONFLICT_ATTEMPTS or not is_retryable_conflict(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def make_pool(conninfo: str, *, max_size: int, name: str) -> psycopg_pool.ConnectionPool:

@@ -26,12 +26,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
-from b2c_monitoring.storage.db import is_retryable_conflict, translate_errors
-
-_ATTEMPTS: Final = 5
+from b2c_monitoring.storage.db import retry_conflicts, translate_errors
 
 JobKey = tuple[str, str]
 
@@ -284,14 +281,7 @@ class JobStore:
         if not reports:
             return AppliedBatch(0, [])
         grouped = group_reports(reports)
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with translate_errors():
-                    return self._apply_once(grouped, now)
-            except StorageUnavailable as exc:
-                if attempt == _ATTEMPTS or not is_retryable_conflict(exc):
-                    raise
-        raise AssertionError("unreachable")
+        return retry_conflicts(lambda: self._apply_once(grouped, now))
 
     def _apply_once(self, grouped: dict[JobKey, list[JobReport]], now: datetime) -> AppliedBatch:
         changes: list[JobChange] = []

@@ -11,21 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
 
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.processors.health import HealthChange, HealthReport
 from b2c_monitoring.processors.resources import ResourceSample
 from b2c_monitoring.processors.services import CheckReport, DampingPolicy, StatusChange
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage import health, resources, services
-from b2c_monitoring.storage.db import is_retryable_conflict, translate_errors
+from b2c_monitoring.storage.db import retry_conflicts
 from b2c_monitoring.storage.partitions import PartitionGuard, Retention
-
-_ATTEMPTS: Final = 5
 
 
 @dataclass(frozen=True)
@@ -88,14 +84,7 @@ class MetricsStore:
                 "resource_samples": resources.sample_times(samples, now, retention),
             }
         )
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with translate_errors():
-                    return self._apply_once(checks, health_reports, samples, now)
-            except StorageUnavailable as exc:
-                if attempt == _ATTEMPTS or not is_retryable_conflict(exc):
-                    raise
-        raise AssertionError("unreachable")
+        return retry_conflicts(lambda: self._apply_once(checks, health_reports, samples, now))
 
     def _apply_once(
         self,

@@ -24,7 +24,6 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.processors.services import (
     CheckReport,
     DampingPolicy,
@@ -37,10 +36,8 @@ from b2c_monitoring.processors.services import (
     new_service,
     observe,
 )
-from b2c_monitoring.storage.db import is_retryable_conflict, translate_errors
+from b2c_monitoring.storage.db import retry_conflicts, translate_errors
 from b2c_monitoring.storage.partitions import PartitionGuard, Retention, Tier, mark_late, tiers
-
-_ATTEMPTS: Final = 5
 
 ServiceKey = tuple[str, str]  # tenant, name
 
@@ -316,18 +313,6 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def _run(fn: Any) -> Any:
-    """Retry a whole write transaction on a deadlock or serialization failure."""
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            with translate_errors():
-                return fn()
-        except StorageUnavailable as exc:
-            if attempt == _ATTEMPTS or not is_retryable_conflict(exc):
-                raise
-    raise AssertionError("unreachable")
-
-
 class ServiceStore:
     def __init__(
         self,
@@ -360,7 +345,7 @@ class ServiceStore:
             ):
                 return apply_checks(cur, reports, self.policy, self.retention, now)
 
-        result: AppliedChecks = _run(once)
+        result: AppliedChecks = retry_conflicts(once)
         return result
 
     def declare(
@@ -408,7 +393,7 @@ class ServiceStore:
                     ids = write_services(cur, [service], {(tenant_id, name)})
                 return replace(service, id=ids[(tenant_id, name)]), stored is None
 
-        result: tuple[Service, bool] = _run(once)
+        result: tuple[Service, bool] = retry_conflicts(once)
         return result
 
     # reads

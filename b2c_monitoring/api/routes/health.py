@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime
 
 from b2c_monitoring.api.deps import HealthDep, MetricsPolicyDep, ServicesDep, Viewer
+from b2c_monitoring.api.params import time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
     ComponentCounts,
@@ -111,18 +111,6 @@ def history(
     ] = None,
     until: Annotated[AwareDatetime | None, Query(description="to; default now")] = None,
 ) -> HealthHistory:
-    end = until or datetime.now(UTC)
-    start = since or end - timedelta(hours=24)
-    if start >= end:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "since"),
-                    "msg": "since must be before until",
-                    "input": start.isoformat(),
-                }
-            ]
-        )
+    start, end = time_range(since, until, datetime.now(UTC))
     changes = health.history(HealthQuery(principal.scope(tenant), component), start, end)
     return HealthHistory(since=start, until=end, items=[HealthChangeEntry.of(c) for c in changes])

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime
 
 from b2c_monitoring.api.deps import (
@@ -23,6 +22,7 @@ from b2c_monitoring.api.deps import (
     SettingsDep,
     Viewer,
 )
+from b2c_monitoring.api.params import time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
     ConnectedService,
@@ -113,25 +113,6 @@ def describe(
     return described
 
 
-def _range(
-    since: datetime | None, until: datetime | None, now: datetime
-) -> tuple[datetime, datetime]:
-    end = until or now
-    start = since or end - timedelta(hours=24)
-    if start >= end:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "since"),
-                    "msg": "since must be before until",
-                    "input": start.isoformat(),
-                }
-            ]
-        )
-    return start, end
-
-
 @router.get(
     "",
     response_model=ServiceList,
@@ -212,7 +193,7 @@ def get_latency(
     tenant: TenantOpt = None,
 ) -> LatencyHistory:
     now = datetime.now(UTC)
-    start, end = _range(since, until, now)
+    start, end = time_range(since, until, now)
     service = find_service(services, id, principal, tenant)
     assert service.id is not None
     if resolution == "auto":
@@ -285,7 +266,7 @@ def get_resource_history(
     tenant: TenantOpt = None,
 ) -> list[ResourceHistoryPoint]:
     now = datetime.now(UTC)
-    start, end = _range(since, until, now)
+    start, end = time_range(since, until, now)
     service = find_service(services, id, principal, tenant)
     segments = (
         tiers(start, end, now, services.retention)

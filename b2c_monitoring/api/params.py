@@ -1,0 +1,29 @@
+"""Query parameters more than one router reads the same way."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi.exceptions import RequestValidationError
+
+DEFAULT_HISTORY = timedelta(hours=24)
+
+
+def time_range(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """``since``..``until``, by default the last 24 hours; a 422 if they are reversed."""
+    end = until or now
+    start = since or end - DEFAULT_HISTORY
+    if start >= end:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "since"),
+                    "msg": "since must be before until",
+                    "input": start.isoformat(),
+                }
+            ]
+        )
+    return start, end
