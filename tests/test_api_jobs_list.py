@@ -321,6 +321,22 @@ def test_only_an_admin_may_set_windows(
     )
     assert bad.status_code == 422
 
+    # a change of windows applies to every tenant: it is audited, for admins of all
+    everyone = token(pool, Role.ADMIN, None)
+    assert (
+        api.put(
+            f"/api/admin/job-types/{job_type}/windows",
+            json={"startWindowSeconds": 60},
+            headers=bearer(everyone),
+        ).status_code
+        == 200
+    )
+    audit = api.get(
+        "/api/admin/audit", params={"action": "job_type.windows"}, headers=bearer(everyone)
+    ).json()["items"]
+    [entry] = [e for e in audit if e["target"] == job_type]
+    assert entry["details"] == {"heartbeatSeconds": None, "startSeconds": 60.0}
+
 
 @pytest.mark.parametrize(
     "params",

@@ -350,6 +350,17 @@ def test_the_check_target_is_shown_without_its_secrets(
     assert "s3cret" not in json.dumps(body)
     assert body["check"]["kind"] == "postgres"
 
+    # the declaration is an audited admin action, and its audit entry keeps no secret
+    audit = api.get("/api/admin/audit", params={"action": "service.declare"}, headers=bearer(admin))
+    assert audit.status_code == 200, audit.text
+    [entry] = [e for e in audit.json()["items"] if e["tenantId"] == tenant]
+    assert (entry["target"], entry["details"]["check"], entry["details"]["created"]) == (
+        "crm-db",
+        "postgres",
+        True,
+    )
+    assert "s3cret" not in audit.text
+
 
 # list, filters, uptime, resources
 

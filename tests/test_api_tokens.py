@@ -119,6 +119,19 @@ def test_an_admin_creates_lists_and_revokes_a_token_whose_secret_is_shown_once(
     again = api.delete(f"/api/admin/tokens/{body['id']}", headers=bearer(admin))
     assert again.json()["revokedAt"] == revoked.json()["revokedAt"]
 
+    # who made and who revoked it is in the audit log, never its secret
+    audit = api.get(
+        "/api/admin/audit",
+        params={"action": ["token.create", "token.revoke"], "tenant": tenant},
+        headers=bearer(admin),
+    )
+    assert audit.status_code == 200, audit.text
+    entries = [e for e in audit.json()["items"] if e["target"] == body["id"]]
+    assert [e["action"] for e in entries] == ["token.revoke", "token.revoke", "token.create"]
+    assert {e["actorName"] for e in entries} == {"seed-admin"}
+    assert entries[-1]["details"] == {"name": "ci-reader", "role": "viewer", "tenants": tenant}
+    assert secret not in audit.text
+
 
 def test_a_scoped_admin_cannot_create_a_token_wider_than_itself(
     api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str

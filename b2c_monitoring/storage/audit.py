@@ -16,6 +16,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from b2c_monitoring.auth import Principal
 from b2c_monitoring.storage.db import translate_errors
 
 JsonScalar = str | int | float | bool | None
@@ -30,6 +31,28 @@ class AuditEntry:
     tenant_id: str | None  # None: not about one tenant
     target: str  # e.g. the job id
     details: Mapping[str, JsonScalar] = field(default_factory=dict)
+
+    @classmethod
+    def by(
+        cls,
+        principal: Principal,
+        action: str,
+        target: str,
+        *,
+        at: datetime,
+        tenant_id: str | None,
+        details: Mapping[str, JsonScalar] | None = None,
+    ) -> AuditEntry:
+        """What ``principal`` did to ``target``."""
+        return cls(
+            at=at,
+            actor_name=principal.name,
+            actor_token_id=principal.token_id,
+            action=action,
+            tenant_id=tenant_id,
+            target=target,
+            details=details or {},
+        )
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import psycopg_pool
 
+from b2c_monitoring.auth import Principal
 from b2c_monitoring.processors.job_flags import JobWindows, TypeWindows, WindowPolicy
+from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import translate_errors
+
+
+def _seconds(window: timedelta | None) -> float | None:
+    return None if window is None else window.total_seconds()
 
 
 class JobWindowStore:
@@ -23,13 +31,28 @@ class JobWindowStore:
     def policy(self, default: JobWindows) -> WindowPolicy:
         return WindowPolicy(default, self.all())
 
-    def put(self, windows: TypeWindows) -> TypeWindows:
-        """Set both windows of a type (``None``: the default)."""
+    def put(self, windows: TypeWindows, *, actor: Principal, now: datetime) -> TypeWindows:
+        """Set both windows of a type (``None``: the default), audited as ``actor``'s."""
         with translate_errors(), self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO job_type_windows (job_type, heartbeat_window, start_window) "
                 "VALUES (%s, %s, %s) ON CONFLICT (job_type) DO UPDATE "
                 "SET heartbeat_window = excluded.heartbeat_window, start_window = excluded.start_window",
                 (windows.job_type, windows.heartbeat, windows.start),
+            )
+            audit.record(
+                conn,
+                audit.AuditEntry.by(
+                    actor,
+                    "job_type.windows",
+                    windows.job_type,
+                    at=now,
+                    # the windows apply to the type in every tenant
+                    tenant_id=None,
+                    details={
+                        "heartbeatSeconds": _seconds(windows.heartbeat),
+                        "startSeconds": _seconds(windows.start),
+                    },
+                ),
             )
         return windows

@@ -24,6 +24,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from b2c_monitoring.auth import Principal
 from b2c_monitoring.processors.services import (
     CheckReport,
     DampingPolicy,
@@ -36,6 +37,8 @@ from b2c_monitoring.processors.services import (
     new_service,
     observe,
 )
+from b2c_monitoring.redaction import redact
+from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import retry_conflicts, translate_errors
 from b2c_monitoring.storage.partitions import PartitionGuard, Retention, Tier, mark_late, tiers
 
@@ -356,10 +359,13 @@ class ServiceStore:
         endpoint: str | None,
         check: DeclaredCheck | None,
         now: datetime,
+        *,
+        actor: Principal | None = None,
     ) -> tuple[Service, bool]:
         """Declare a service, or its check (an existing one keeps its status and history).
 
-        Returns the service and whether it was created.
+        Returns the service and whether it was created. ``actor``: the admin who asked,
+        audited in the same transaction (``None``: the services file read at start).
         """
 
         def once() -> tuple[Service, bool]:
@@ -391,6 +397,23 @@ class ServiceStore:
                         updated_at=now,
                     )
                     ids = write_services(cur, [service], {(tenant_id, name)})
+                if actor is not None:
+                    audit.record(
+                        conn,
+                        audit.AuditEntry.by(
+                            actor,
+                            "service.declare",
+                            name,
+                            at=now,
+                            tenant_id=tenant_id,
+                            details={
+                                "type": service_type.value,
+                                "endpoint": redact(endpoint) if endpoint else None,
+                                "check": check.kind if check is not None else None,
+                                "created": stored is None,
+                            },
+                        ),
+                    )
                 return replace(service, id=ids[(tenant_id, name)]), stored is None
 
         result: tuple[Service, bool] = retry_conflicts(once)

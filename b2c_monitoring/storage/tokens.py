@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
 from b2c_monitoring.auth import Principal, Role
 from b2c_monitoring.errors import NotFound, Unauthenticated
+from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import translate_errors
 
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -59,8 +61,16 @@ class TokenStore:
         self._pool = pool
 
     def create(
-        self, name: str, role: Role, tenants: Sequence[str] | None, now: datetime
+        self,
+        name: str,
+        role: Role,
+        tenants: Sequence[str] | None,
+        now: datetime,
+        *,
+        actor: Principal | None = None,
     ) -> tuple[TokenRecord, str]:
+        """A new token and its secret; ``actor``: the admin who asked, audited in the
+        same transaction (``None``: the stack's own bootstrap, not an operator action)."""
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with (
             translate_errors(),
@@ -81,8 +91,11 @@ class TokenStore:
                 ),
             )
             row = cur.fetchone()
-        assert row is not None
-        return _record(row), secret
+            assert row is not None
+            created = _record(row)
+            if actor is not None:
+                _audit(conn, actor, "token.create", created, now)
+        return created, secret
 
     def authenticate(self, secret: str, now: datetime) -> Principal:
         with (
@@ -130,7 +143,12 @@ class TokenStore:
             return [_record(row) for row in cur.fetchall()]
 
     def revoke(
-        self, token_id: str, now: datetime, within: Sequence[str] | None = None
+        self,
+        token_id: str,
+        now: datetime,
+        within: Sequence[str] | None = None,
+        *,
+        actor: Principal | None = None,
     ) -> TokenRecord:
         """Revoke a token (again: no change); one outside ``within`` is NotFound."""
         try:
@@ -149,6 +167,32 @@ class TokenStore:
                 (now, key, *params),
             )
             row = cur.fetchone()
-        if row is None:
-            raise NotFound(f"no token {token_id!r}")
-        return _record(row)
+            if row is None:
+                raise NotFound(f"no token {token_id!r}")
+            revoked = _record(row)
+            if actor is not None:
+                _audit(conn, actor, "token.revoke", revoked, now)
+        return revoked
+
+
+def _audit(
+    conn: psycopg.Connection[Any], actor: Principal, action: str, token: TokenRecord, now: datetime
+) -> None:
+    only_tenant = (
+        token.tenants[0] if token.tenants is not None and len(token.tenants) == 1 else None
+    )
+    audit.record(
+        conn,
+        audit.AuditEntry.by(
+            actor,
+            action,
+            token.id,
+            at=now,
+            tenant_id=only_tenant,
+            details={
+                "name": token.name,
+                "role": token.role.value,
+                "tenants": "*" if token.tenants is None else ",".join(token.tenants),
+            },
+        ),
+    )

@@ -48,13 +48,12 @@ def _request(
     if reason is not None:
         # a refused request is a request too: the log says who tried
         audit.record(
-            AuditEntry(
+            AuditEntry.by(
+                principal,
+                audit_action(kind),
+                job.job_id,
                 at=now,
-                actor_name=principal.name,
-                actor_token_id=principal.token_id,
-                action=audit_action(kind),
                 tenant_id=job.tenant_id,
-                target=job.job_id,
                 details={"outcome": "refused", "reason": reason},
             )
         )

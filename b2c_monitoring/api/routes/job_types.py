@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -40,7 +41,9 @@ def put_windows(
         str, Path(min_length=1, max_length=MAX_JOB_TYPE_CHARS, description="scheduler.job.type")
     ],
     body: WindowsUpdate,
-    _: Admin,
+    principal: Admin,
     store: JobWindowsDep,
 ) -> JobTypeWindows:
-    return JobTypeWindows.of(store.put(body.of_type(job_type)))
+    return JobTypeWindows.of(
+        store.put(body.of_type(job_type), actor=principal, now=datetime.now(UTC))
+    )

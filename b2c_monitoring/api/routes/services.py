@@ -376,6 +376,7 @@ def declare_service(
         body.endpoint,
         body.check.declared() if body.check is not None else None,
         now,
+        actor=principal,
     )
     if created:
         response.status_code = 201

@@ -51,7 +51,9 @@ def check_within_scope(principal: Principal, tenants: Sequence[str] | None) -> N
 def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep) -> TokenCreated:
     tenants = sorted(set(body.tenants)) if body.tenants is not None else None
     check_within_scope(principal, tenants)
-    record, secret = tokens.create(body.name, body.role, tenants, datetime.now(UTC))
+    record, secret = tokens.create(
+        body.name, body.role, tenants, datetime.now(UTC), actor=principal
+    )
     return TokenCreated(**TokenInfo.of(record).model_dump(), secret=secret)
 
 
@@ -87,4 +89,6 @@ def revoke_token(
     principal: Admin,
     tokens: TokensDep,
 ) -> TokenInfo:
-    return TokenInfo.of(tokens.revoke(token_id, datetime.now(UTC), principal.tenants))
+    return TokenInfo.of(
+        tokens.revoke(token_id, datetime.now(UTC), principal.tenants, actor=principal)
+    )
