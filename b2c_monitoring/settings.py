@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # A retry or cancel command claimed by a job runner and not marked done within this
     # many seconds is handed out again (api/routes/probes.py).
     job_command_lease_s: int = Field(default=30, ge=1, le=3600)
+    # a command declined by the runners that polled fails once none took it this long
+    job_command_decline_window_s: int = Field(default=10, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:

@@ -25,6 +25,7 @@ import pytest
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
+from b2c_monitoring.errors import Conflict
 from b2c_monitoring.probes import JobRun, JobRunner, Probes, ProbeSettings
 from b2c_monitoring.processors.job_commands import (
     MAX_CLAIMS,
@@ -333,7 +334,7 @@ def test_retrying_a_failed_job_runs_it_again_as_a_new_attempt_in_any_runner(
     assert again.json()["id"] == command["id"]
 
 
-def test_a_cancel_for_a_job_the_runner_does_not_have_fails_with_the_reason(
+def test_a_cancel_for_a_job_no_runner_has_is_declined_then_fails_with_the_reason(
     served: Served,
     api: httpx.Client,
     pool: psycopg_pool.ConnectionPool,
@@ -342,13 +343,18 @@ def test_a_cancel_for_a_job_the_runner_does_not_have_fails_with_the_reason(
     service: str,
 ) -> None:
     job_id = seed_job(pool, tenant, JobState.RUNNING, service)
-    connectors.append(Connector(served, service, tenant, token(pool, Role.PROBE, [tenant])))
+    connector = Connector(served, service, tenant, token(pool, Role.PROBE, [tenant]))
+    connectors.append(connector)
     operator = token(pool, Role.OPERATOR, [tenant])
     assert api.post(f"/api/admin/jobs/{job_id}/cancel", headers=bearer(operator)).status_code == 202
+    # the decline window (10 s) gives the service's other instances their chance first
     failed = eventually(
-        command_state(api, operator, job_id, {"failed"}), timeout=15, what="command failed"
+        command_state(api, operator, job_id, {"failed"}), timeout=30, what="command failed"
     )
-    assert failed["result"] == {"error": "job not running here"}
+    instance = connector.probes.settings.service_instance_id
+    assert failed["result"]["error"] == "job not running here"
+    assert failed["result"]["declinedBy"].endswith(f"/{instance}")
+    assert [d.endswith(f"/{instance}") for d in failed["declinedBy"]] == [True]
     # a failed command does not block a new request
     again = api.post(f"/api/admin/jobs/{job_id}/cancel", headers=bearer(operator))
     assert again.status_code == 202
@@ -531,6 +537,83 @@ def test_an_expired_claim_is_handed_out_again_and_given_up_after_max_claims(
     [gone] = store.for_job(tenant, command.job_id)
     assert gone.state is CommandState.FAILED
     assert gone.result == {"error": f"claimed {MAX_CLAIMS} times and never marked done"}
+
+
+def test_a_declined_command_goes_to_the_other_runners_only_and_fails_when_none_takes_it(
+    pool: psycopg_pool.ConnectionPool, tenant: str, service: str
+) -> None:
+    store = JobCommandStore(pool)
+    t0 = datetime.now(UTC)
+    window = timedelta(seconds=10)
+    command, _ = store.request(_command(tenant, service, t0))
+
+    def claim(by: str, at: datetime) -> list[str]:
+        taken = store.claim(service, [tenant], by, at, lease=LEASE, decline_window=window)
+        return [c.id for c in taken]
+
+    assert claim("a", t0) == [command.id]
+    with pytest.raises(Conflict):
+        store.decline(command.id, [tenant], "b", "not mine", t0)  # a holds the claim
+    declined = store.decline(command.id, [tenant], "a", "job not running here", t0)
+    assert (declined.state, declined.claims, declined.declined_by) == (
+        CommandState.PENDING,
+        0,
+        ("a",),
+    )
+    # an answer lost on the way: declining again answers it as it is
+    assert store.decline(command.id, [tenant], "a", "job not running here", t0) == declined
+    assert claim("a", t0 + timedelta(seconds=1)) == []  # never again to the decliner
+    assert claim("b", t0 + timedelta(seconds=2)) == [command.id]
+    store.decline(command.id, [tenant], "b", "job not running here", t0 + timedelta(seconds=3))
+    assert claim("c", t0 + timedelta(seconds=4)) == [command.id]
+    done = store.complete(command.id, [tenant], ok=True, result={}, now=t0 + timedelta(seconds=5))
+    assert (done.state, done.declined_by) == (CommandState.DONE, ("a", "b"))
+
+    # declined by every runner that polls: given up after the window, with the reason
+    other, _ = store.request(_command(tenant, service, t0))
+    assert claim("a", t0) == [other.id]
+    store.decline(other.id, [tenant], "a", "job not running here", t0)
+    assert claim("a", t0 + timedelta(seconds=9)) == []
+    assert store.for_job(tenant, other.job_id)[0].state is CommandState.PENDING
+    assert claim("a", t0 + timedelta(seconds=11)) == []
+    [gone] = store.for_job(tenant, other.job_id)
+    assert (gone.state, gone.result) == (
+        CommandState.FAILED,
+        {"error": "job not running here", "declinedBy": "a"},
+    )
+
+
+def test_a_cancel_reaches_the_instance_that_runs_the_job_when_another_polls_too(
+    served: Served,
+    api: httpx.Client,
+    pool: psycopg_pool.ConnectionPool,
+    connectors: list[Connector],
+    tenant: str,
+    service: str,
+) -> None:
+    probe_token = token(pool, Role.PROBE, [tenant])
+    viewer, operator = token(pool, Role.VIEWER, [tenant]), token(pool, Role.OPERATOR, [tenant])
+    # two replicas of one connector service; the job runs in the first
+    running, idle = (Connector(served, service, tenant, probe_token) for _ in range(2))
+    connectors.extend([running, idle])
+    pending = running.runner.submit("ERP_SYNC", tenant_id=tenant)
+    assert running.started.wait(10)
+    eventually(job_state(api, viewer, pending.job_id, "running"), timeout=30, what="running")
+
+    assert (
+        api.post(f"/api/admin/jobs/{pending.job_id}/cancel", headers=bearer(operator)).status_code
+        == 202
+    )
+    eventually(job_state(api, viewer, pending.job_id, "cancelled"), timeout=15, what="cancelled")
+    done = eventually(
+        command_state(api, viewer, pending.job_id, {"done"}), timeout=10, what="command done"
+    )
+    mine = running.probes.settings.service_instance_id
+    assert done["claimedBy"].endswith(f"/{mine}")
+    # whichever replica claimed first, the other one never failed it
+    assert all(
+        d.endswith(f"/{idle.probes.settings.service_instance_id}") for d in done["declinedBy"]
+    )
 
 
 def test_a_late_mark_of_an_expired_claim_still_counts_once(

@@ -48,6 +48,10 @@ class JobCommand(ApiModel):
         description="done: e.g. newJobId of a retry; failed: error"
     )
     retry: RetryRun | None = Field(description="a retry: the run it starts")
+    declined_by: list[str] = Field(
+        description="the runners that declined it (the job was not theirs); it is not "
+        "handed to them again"
+    )
 
     @classmethod
     def of(cls, command: jc.JobCommand) -> JobCommand:
@@ -66,6 +70,7 @@ class JobCommand(ApiModel):
             claims=command.claims,
             done_at=command.done_at,
             result=dict(command.result) if command.result is not None else None,
+            declined_by=list(command.declined_by),
             retry=RetryRun(
                 job_type=retry.job_type,
                 new_job_id=retry.new_job_id,
@@ -99,6 +104,12 @@ class CommandOutcome(ApiModel):
             assert self.error is not None
             return {"error": self.error}
         return {"newJobId": self.new_job_id} if self.new_job_id is not None else {}
+
+
+class CommandDecline(ApiModel):
+    """Why the runner cannot carry the command out (it stays for the service's others)."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 class AuditEntry(ApiModel):

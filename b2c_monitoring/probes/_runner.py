@@ -21,9 +21,11 @@ failed (``POST /api/probes/commands/{id}/done``):
 
 - cancel: the job's ``JobRun`` is cancelled (``cancelled()`` turns true,
   ``check_cancelled()`` raises) and the run ends ``cancelled``; a job not queued or
-  running here fails the command ("job not running here");
+  running here is declined (``POST .../decline``), so that the instance of the service
+  that runs it gets the command; declined by all, it fails ("job not running here");
 - retry: the job type's handler runs again as the new job id the command names, with
-  ``scheduler.job.retry_of`` and ``attempt + 1``.
+  ``scheduler.job.retry_of`` and ``attempt + 1``; a runner without a handler for the
+  type, or full, declines it for another instance.
 
 The API being down, slow or refusing never raises into the host: the thread backs
 off and tries again, and marks it could not send wait for the next round (a command
@@ -56,6 +58,8 @@ from b2c_monitoring.processors.jobs import Scalar
 if TYPE_CHECKING:
     from b2c_monitoring.probes._probes import Probes
 
+# an outcome that hands the command back instead of marking it
+_DECLINE: Final = "decline"
 _log = logging.getLogger(__name__)
 
 Handler = Callable[[JobRun, Mapping[str, Scalar]], Any]
@@ -107,7 +111,20 @@ class _Control:
         return [item for item in items if isinstance(item, dict)]
 
     def done(self, command_id: str, outcome: Mapping[str, Any]) -> None:
-        self._call("POST", f"/api/probes/commands/{quote(command_id, safe='')}/done", json=outcome)
+        self._call(
+            "POST",
+            f"/api/probes/commands/{quote(command_id, safe='')}/done",
+            params={"instance": self._params["instance"]},
+            json=outcome,
+        )
+
+    def decline(self, command_id: str, reason: str) -> None:
+        self._call(
+            "POST",
+            f"/api/probes/commands/{quote(command_id, safe='')}/decline",
+            params={"instance": self._params["instance"]},
+            json={"reason": reason},
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -412,7 +429,8 @@ class JobRunner:
             return {"ok": True}  # a repeated command: it was done before
         if ended is not None:
             return {"ok": False, "error": f"job already ended {ended.value} here"}
-        return {"ok": False, "error": "job not running here"}
+        # it may run in another instance of this service: theirs to cancel
+        return {_DECLINE: "job not running here"}
 
     def _retry_command(self, command: Mapping[str, Any]) -> dict[str, Any]:
         spec = command["retry"]
@@ -424,7 +442,7 @@ class JobRunner:
         if seen:
             return {"ok": True, "newJobId": new_job_id}  # a repeated command
         if handler is None:
-            return {"ok": False, "error": f"no handler for job type {job_type!r} here"}
+            return {_DECLINE: f"no handler for job type {job_type!r} here"}
         pending = self._enqueue(
             job_type,
             handler,
@@ -435,7 +453,7 @@ class JobRunner:
             retry_of=str(command["jobId"]),
         )
         if pending is None:
-            return {"ok": False, "error": "the job runner is stopped or full"}
+            return {_DECLINE: "the job runner is stopped or full"}
         return {"ok": True, "newJobId": pending.job_id}
 
     def _mark(self, command_id: str, outcome: dict[str, Any]) -> None:
@@ -455,7 +473,10 @@ class JobRunner:
                     return
                 command_id, outcome = self._unsent[0]
             try:
-                control.done(command_id, outcome)
+                if _DECLINE in outcome:
+                    control.decline(command_id, outcome[_DECLINE])
+                else:
+                    control.done(command_id, outcome)
             except _ControlError as exc:
                 if not exc.permanent:
                     return  # the next round tries again

@@ -28,6 +28,7 @@ from b2c_monitoring.processors.jobs import Job, Scalar
 # metadata keys of a run that hold its parameters (``params.since`` -> ``since``)
 PARAMS_PREFIX: Final = "params."
 DEFAULT_LEASE: Final = timedelta(seconds=30)
+DEFAULT_DECLINE_WINDOW: Final = timedelta(seconds=10)
 MAX_CLAIMS: Final = 5
 
 _CANCELLABLE: Final = frozenset({JobState.PENDING, JobState.RUNNING})
@@ -74,6 +75,8 @@ class JobCommand:
     claims: int = 0
     done_at: datetime | None = None
     result: Mapping[str, Scalar] | None = None
+    # the runners (claimers) that declined it: it is not theirs to carry out
+    declined_by: tuple[str, ...] = ()
 
 
 def _unreachable(job: Job) -> str | None:

@@ -8,6 +8,9 @@
 - ``claim`` hands a service's open commands to one runner: ``FOR UPDATE SKIP
   LOCKED``, so two runners never take the same one and neither waits for the other.
   A claim whose lease ran out is claimable again.
+- ``decline`` hands a claimed command back: its runner cannot carry it out (the job
+  runs in another instance of the service). The others are notified; the decliner is
+  never handed it again; one nobody takes within the decline window fails.
 - ``listen`` is the API's ear on the channel; the rows are the truth, the
   notification only says "look now".
 """
@@ -26,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from b2c_monitoring.errors import Conflict, NotFound
 from b2c_monitoring.processors.job_commands import (
+    DEFAULT_DECLINE_WINDOW,
     MAX_CLAIMS,
     CommandKind,
     CommandState,
@@ -39,7 +43,7 @@ from b2c_monitoring.storage.db import translate_errors
 CHANNEL: Final = "job_commands"
 _COLUMNS: Final = (
     "id, tenant_id, job_id, kind, service_name, payload, requested_by, requested_by_token, "
-    "requested_at, state, claimed_by, claimed_at, claims, done_at, result"
+    "requested_at, state, claimed_by, claimed_at, claims, done_at, result, declined_by"
 )
 
 _INSERT: Final = f"""
@@ -71,11 +75,27 @@ UPDATE job_commands c SET state = 'failed', done_at = %(now)s,
 FROM dead WHERE c.id = dead.id
 """
 
+# Declined by the runners that polled, and taken by none within the decline window: no
+# live instance of the service can carry it out.
+_GIVE_UP_DECLINED: Final = f"""
+WITH unwanted AS (
+    SELECT id FROM job_commands
+    WHERE service_name = %(service)s AND (state = 'pending' OR ({_EXPIRED}))
+      AND declined_at < %(decline_cutoff)s AND {_SCOPE}
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_commands c SET state = 'failed', done_at = %(now)s,
+    result = jsonb_build_object('error', c.decline_reason,
+        'declinedBy', array_to_string(c.declined_by, ', '))
+FROM unwanted WHERE c.id = unwanted.id
+"""
+
 _CLAIM: Final = f"""
 WITH picked AS (
     SELECT id FROM job_commands
     WHERE service_name = %(service)s
       AND (state = 'pending' OR ({_EXPIRED}))
+      AND NOT %(claimer)s = ANY(declined_by)
       AND {_SCOPE}
     ORDER BY requested_at, id
     LIMIT %(limit)s
@@ -90,6 +110,15 @@ RETURNING c.*
 _COMPLETE: Final = f"""
 UPDATE job_commands SET state = %(state)s, done_at = %(now)s, result = %(result)s
 WHERE id = %(id)s AND state = 'claimed' AND {_SCOPE}
+RETURNING {_COLUMNS}
+"""
+
+# only the runner holding the claim may hand it back; the claim it used is not counted
+_DECLINE: Final = f"""
+UPDATE job_commands SET state = 'pending', claimed_by = NULL, claimed_at = NULL,
+    claims = claims - 1, declined_by = array_append(declined_by, %(claimer)s),
+    declined_at = %(now)s, decline_reason = %(reason)s
+WHERE id = %(id)s AND state = 'claimed' AND claimed_by = %(claimer)s AND {_SCOPE}
 RETURNING {_COLUMNS}
 """
 
@@ -133,6 +162,7 @@ def command_from_row(row: dict[str, Any]) -> JobCommand:
         claims=row["claims"],
         done_at=row["done_at"],
         result=row["result"],
+        declined_by=tuple(row["declined_by"]),
     )
 
 
@@ -215,16 +245,19 @@ class JobCommandStore:
         now: datetime,
         *,
         lease: timedelta,
+        decline_window: timedelta = DEFAULT_DECLINE_WINDOW,
         limit: int = 10,
     ) -> list[JobCommand]:
         """Claim up to ``limit`` open commands of ``service`` in ``tenants`` (None: all),
-        oldest first: pending ones, and claimed ones whose lease ran out."""
+        oldest first: pending ones ``claimer`` has not declined, and claimed ones whose
+        lease ran out."""
         params = {
             "service": service,
             "tenants": list(tenants) if tenants is not None else None,
             "claimer": claimer,
             "now": now,
             "cutoff": now - lease,
+            "decline_cutoff": now - decline_window,
             "limit": limit,
             "max_claims": MAX_CLAIMS,
         }
@@ -235,6 +268,7 @@ class JobCommandStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(_GIVE_UP, params)
+            cur.execute(_GIVE_UP_DECLINED, params)
             cur.execute(_CLAIM, params)
             return sorted(
                 (command_from_row(row) for row in cur.fetchall()),
@@ -278,6 +312,48 @@ class JobCommandStore:
         if command.state is CommandState.PENDING:
             raise Conflict(f"command {command_id!r} was not claimed; claim it first")
         return command
+
+    def decline(
+        self,
+        command_id: str,
+        tenants: Sequence[str] | None,
+        claimer: str,
+        reason: str,
+        now: datetime,
+    ) -> JobCommand:
+        """Hand a claimed command back to the service's other runners: ``claimer`` cannot
+        carry it out (say, the job runs in another instance). They are woken now; if
+        none takes it within the decline window, it fails with ``reason``."""
+        params = {
+            "id": _key(command_id),
+            "tenants": list(tenants) if tenants is not None else None,
+            "claimer": claimer,
+            "reason": reason,
+            "now": now,
+        }
+        with (
+            translate_errors(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(_DECLINE, params)
+            row = cur.fetchone()
+            if row is not None:
+                cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, row["service_name"]))
+            else:
+                cur.execute(
+                    f"SELECT {_COLUMNS} FROM job_commands WHERE id = %(id)s AND {_SCOPE}", params
+                )
+                row = cur.fetchone()
+                if row is None:
+                    raise NotFound(f"no command {command_id!r} in your tenants")
+                if claimer not in row["declined_by"]:
+                    # declining again (an answer lost on the way) is fine; anything else
+                    # means the claim is someone else's or over
+                    raise Conflict(
+                        f"command {command_id!r} is {row['state']}, not claimed by {claimer!r}"
+                    )
+        return command_from_row(row)
 
     def for_job(self, tenant_id: str, job_id: str) -> list[JobCommand]:
         """The commands of one job, newest first."""

@@ -3,7 +3,10 @@
 A runner long-polls ``GET /api/probes/commands?service=...&wait=...`` for the commands
 of its service, acts, and marks each with ``POST /api/probes/commands/{id}/done``.
 A claimed command not marked within the lease (``B2C_JOB_COMMAND_LEASE_S``) is
-handed out again, so a runner that dies mid-command loses nothing.
+handed out again, so a runner that dies mid-command loses nothing. A runner that
+cannot carry a command out (the job runs in another instance of its service) declines
+it with ``POST /api/probes/commands/{id}/decline``: the service's other instances get
+it, and it fails when none takes it within ``B2C_JOB_COMMAND_DECLINE_WINDOW_S``.
 """
 
 from __future__ import annotations
@@ -14,14 +17,29 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from b2c_monitoring.api.command_models import CommandOutcome, JobCommand, JobCommandList
+from b2c_monitoring.api.command_models import (
+    CommandDecline,
+    CommandOutcome,
+    JobCommand,
+    JobCommandList,
+)
 from b2c_monitoring.api.deps import CommandWaitersDep, JobCommandsDep, Probe, SettingsDep
 from b2c_monitoring.api.problems import responses
+from b2c_monitoring.auth import Principal
 from b2c_monitoring.processors import job_commands as jc
 
 router = APIRouter(prefix="/api/probes", tags=["probes"])
 
 MAX_WAIT_S = 30.0
+
+
+InstanceQuery = Annotated[
+    str | None, Query(max_length=256, description="service.instance.id of the runner")
+]
+
+
+def _claimer(principal: Principal, instance: str | None) -> str:
+    return f"{principal.name}/{instance}" if instance else principal.name
 
 
 @router.get(
@@ -44,13 +62,12 @@ async def claim_commands(
         str, Query(min_length=1, max_length=256, description="service.name of the runner")
     ],
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds")] = 0,
-    instance: Annotated[
-        str | None, Query(max_length=256, description="service.instance.id of the runner")
-    ] = None,
+    instance: InstanceQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> JobCommandList:
-    claimer = f"{principal.name}/{instance}" if instance else principal.name
+    claimer = _claimer(principal, instance)
     lease = timedelta(seconds=settings.job_command_lease_s)
+    decline_window = timedelta(seconds=settings.job_command_decline_window_s)
 
     async def look() -> list[jc.JobCommand]:
         return await run_in_threadpool(
@@ -60,6 +77,7 @@ async def claim_commands(
             claimer,
             datetime.now(UTC),
             lease=lease,
+            decline_window=decline_window,
             limit=limit,
         )
 
@@ -87,5 +105,32 @@ def command_done(
         ok=outcome.ok,
         result=outcome.result(),
         now=datetime.now(UTC),
+    )
+    return JobCommand.of(command)
+
+
+@router.post(
+    "/commands/{command_id}/decline",
+    response_model=JobCommand,
+    response_model_by_alias=True,
+    summary="Hand a claimed command back: the job is not this runner's to act on",
+    description="The service's other runners are woken and get it; this runner is not "
+    "handed it again. Declining again answers it as it is; a command claimed by another "
+    "runner, or done, answers 409.",
+    responses=responses(401, 403, 404, 409, 422),
+)
+def command_decline(
+    command_id: Annotated[str, Path(max_length=64)],
+    body: CommandDecline,
+    principal: Probe,
+    commands: JobCommandsDep,
+    instance: InstanceQuery = None,
+) -> JobCommand:
+    command = commands.decline(
+        command_id,
+        principal.tenants,
+        _claimer(principal, instance),
+        body.reason,
+        datetime.now(UTC),
     )
     return JobCommand.of(command)
