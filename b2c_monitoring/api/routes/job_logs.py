@@ -7,15 +7,13 @@ only: the same job id in another tenant never contributes a line.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, StringConstraints
 
+from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import JobsDep, LogsDep, Viewer
 from b2c_monitoring.api.models import JobLogLine, JobLogPage
 from b2c_monitoring.api.problems import invalid_cursor, responses
@@ -30,17 +28,13 @@ router = APIRouter(prefix="/api/admin/jobs", tags=["jobs"])
 
 
 def encode_cursor(order: Order, position: LogPosition) -> str:
-    """Opaque to clients: the order and the sort key of the last line, base64url JSON."""
-    raw = json.dumps(
-        [order, position.timestamp_ns, position.index, position.seq_no], separators=(",", ":")
-    )
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    """Opaque to clients: the order and the sort key of the last line."""
+    return cursors.pack([order, position.timestamp_ns, position.index, position.seq_no])
 
 
 def decode_cursor(cursor: str, order: Order) -> LogPosition:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        cursor_order, timestamp_ns, index, seq_no = json.loads(raw)
+        cursor_order, timestamp_ns, index, seq_no = cursors.unpack(cursor, 4)
         if (
             cursor_order != order
             or not isinstance(timestamp_ns, int)
@@ -48,7 +42,7 @@ def decode_cursor(cursor: str, order: Order) -> LogPosition:
             or not isinstance(seq_no, int)
         ):
             raise ValueError("not a cursor of this order")
-    except (binascii.Error, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+    except ValueError as exc:
         raise invalid_cursor(
             cursor,
             "not a cursor of this log in this order; pass nextCursor of the previous page as it "

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Annotated, Final
@@ -12,6 +9,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
+from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import JobsDep, LogsDep, Viewer, WindowPolicyDep
 from b2c_monitoring.api.models import (
     JobList,
@@ -39,15 +37,13 @@ router = APIRouter(prefix="/api/admin/jobs", tags=["jobs"])
 
 
 def encode_cursor(key: ListKey) -> str:
-    """Opaque to clients: the sort key of the last job of a page, base64url JSON."""
-    raw = json.dumps([key.created_at.isoformat(), key.tenant_id, key.job_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    """Opaque to clients: the sort key of the last job of a page."""
+    return cursors.pack([key.created_at.isoformat(), key.tenant_id, key.job_id])
 
 
 def decode_cursor(cursor: str) -> ListKey:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, tenant_id, job_id = json.loads(raw)
+        at, tenant_id, job_id = cursors.unpack(cursor, 3)
         created_at = datetime.fromisoformat(at)
         if (
             created_at.tzinfo is None
@@ -55,7 +51,7 @@ def decode_cursor(cursor: str) -> ListKey:
             or not isinstance(job_id, str)
         ):
             raise ValueError("not a cursor")
-    except (binascii.Error, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+    except (TypeError, ValueError) as exc:
         raise invalid_cursor(cursor) from exc
     return ListKey(created_at, tenant_id, job_id)
 
