@@ -410,6 +410,33 @@ def test_the_list_has_status_latency_uptime_and_resources_and_filters(
     assert by_id.json()["name"] == "enventa-erp"
 
 
+def test_the_list_pages_by_cursor_in_tenant_and_name_order(
+    api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    now = datetime.now(UTC)
+    names = [f"svc-{i:02d}" for i in range(7)]
+    store(pool).apply(
+        [CheckReport(tenant, n, now, True, 0.1) for n in reversed(names)], [], [], now
+    )
+    secret = token(pool, Role.VIEWER, [tenant])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = api.get("/api/admin/services", params=params, headers=bearer(secret))
+        assert page.status_code == 200, page.text
+        seen += [s["name"] for s in page.json()["items"]]
+        pages += 1
+        cursor = page.json()["nextCursor"]
+        if cursor is None:
+            break
+    assert (seen, pages) == (names, 3)
+    bad = api.get("/api/admin/services", params={"cursor": "W10"}, headers=bearer(secret))
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["location"] == "query.cursor"
+
+
 # auth and tenants
 
 

@@ -162,6 +162,9 @@ class ConnectedService(ApiModel):
 
 class ServiceList(ApiModel):
     items: list[ConnectedService] = Field(description="by tenant, then name")
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 class StatusChangeEntry(ApiModel):

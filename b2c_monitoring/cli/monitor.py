@@ -132,6 +132,10 @@ def services(
         str | None, typer.Option("--type", help="Only services of this type, e.g. ERP.")
     ] = None,
     tenant: TenantOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Services per page.")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue from a previous page (its next-page cursor).")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Connected services with status, latency and uptime; or test one, or its resources."""
@@ -153,7 +157,13 @@ def services(
             result = api.request(
                 "GET",
                 "/api/admin/services",
-                {"status": status, "type": service_type, "tenant": tenant},
+                {
+                    "status": status,
+                    "type": service_type,
+                    "tenant": tenant,
+                    "limit": limit,
+                    "cursor": cursor,
+                },
             )
     if json:
         output.raw_json(result.text)
@@ -165,6 +175,10 @@ def services(
         _show_resources(data)
     else:
         _show_services(data["items"])
+        if data["nextCursor"]:
+            output.console.print(
+                f"[dim]next page: --cursor {data['nextCursor']}[/dim]", soft_wrap=True
+            )
 
 
 def _show_services(items: list[dict[str, Any]]) -> None:

@@ -306,6 +306,8 @@ class ServiceQuery:
     tenants: Sequence[str] | None = None  # None: every tenant
     statuses: Sequence[ServiceStatus] = ()
     service_type: ServiceType | None = None
+    after: tuple[str, str] | None = None  # (tenant, name) of the previous page's last
+    limit: int | None = None  # None: all
 
 
 def _is_uuid(text: str) -> bool:
@@ -433,9 +435,15 @@ class ServiceStore:
         if query.service_type is not None:
             where.append("service_type = %(type)s")
             params["type"] = query.service_type.value
+        if query.after is not None:
+            where.append("(tenant_id, name) > (%(after_tenant)s, %(after_name)s)")
+            params["after_tenant"], params["after_name"] = query.after
         sql = (
             f"{_SELECT} {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY tenant_id, name"
         )
+        if query.limit is not None:
+            sql += " LIMIT %(limit)s"
+            params["limit"] = query.limit
         with (
             translate_errors(),
             self._pool.connection() as conn,

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime
 
+from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import (
     Admin,
     MetricsPolicyDep,
@@ -23,7 +24,7 @@ from b2c_monitoring.api.deps import (
     Viewer,
 )
 from b2c_monitoring.api.params import time_range
-from b2c_monitoring.api.problems import responses
+from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.api.service_models import (
     ConnectedService,
     ConnectionTestResult,
@@ -132,14 +133,36 @@ def list_services(
         list[ServiceStatus] | None, Query(description="repeatable: services in any of these")
     ] = None,
     service_type: Annotated[ServiceType | None, Query(alias="type")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=1200, description="nextCursor of the previous page")
+    ] = None,
 ) -> ServiceList:
     now = datetime.now(UTC)
     found = services.select(
         ServiceQuery(
-            tenants=principal.scope(tenant), statuses=status or (), service_type=service_type
+            tenants=principal.scope(tenant),
+            statuses=status or (),
+            service_type=service_type,
+            after=_after(cursor) if cursor is not None else None,
+            limit=limit + 1,
         )
     )
-    return ServiceList(items=describe(services, resources, found, now))
+    page, more = found[:limit], len(found) > limit
+    return ServiceList(
+        items=describe(services, resources, page, now),
+        next_cursor=cursors.pack([page[-1].tenant_id, page[-1].name]) if more else None,
+    )
+
+
+def _after(cursor: str) -> tuple[str, str]:
+    try:
+        tenant_id, name = cursors.unpack(cursor, 2)
+        if not isinstance(tenant_id, str) or not isinstance(name, str):
+            raise ValueError("not a cursor")
+    except ValueError as exc:
+        raise invalid_cursor(cursor) from exc
+    return tenant_id, name
 
 
 @router.get(
