@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -35,12 +35,12 @@ from b2c_monitoring.processors.resources import ResourceSample
 from b2c_monitoring.processors.services import CheckReport, ServiceType
 from b2c_monitoring.receivers.spans import attributes
 from b2c_monitoring.redaction import redact
+from b2c_monitoring.unix_time import from_unix_nanos
 
 MAX_NAME_CHARS: Final = 128
 MAX_DESCRIPTION_CHARS: Final = 1024
 # a data point dated further ahead than this is a broken clock, not a report
 MAX_CLOCK_SKEW: Final = timedelta(hours=1)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPES: Final = {t.value: t for t in ServiceType}
 ERROR_TYPE: Final = "error.type"
 
@@ -152,7 +152,7 @@ def _scalar_text(attrs: Mapping[str, AnyValue], keys: tuple[str, ...]) -> str | 
 def _time(point: Any, now: datetime) -> tuple[int, datetime]:
     if not point.time_unix_nano:
         raise InvalidReport("data point has no time", reason="missing_time")
-    at = _EPOCH + timedelta(microseconds=point.time_unix_nano // 1000)
+    at = from_unix_nanos(point.time_unix_nano)
     if at > now + MAX_CLOCK_SKEW:
         raise InvalidReport(
             f"data point is dated in the future ({at.isoformat()})", reason="future_time"

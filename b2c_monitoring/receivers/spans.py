@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -31,10 +30,10 @@ from b2c_monitoring.contract import (
 from b2c_monitoring.errors import InvalidReport
 from b2c_monitoring.processors.jobs import JobReport, Scalar
 from b2c_monitoring.redaction import redact
+from b2c_monitoring.unix_time import from_unix_nanos
 
 _STATES: Final = {s.value: s for s in JobState}
 _RELEVANT_PREFIXES: Final = ("scheduler.", c.TENANT_ID, c.ERROR_TYPE)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -177,7 +176,7 @@ def decode_span(
         tenant_id=tenant or default_tenant,
         job_id=job_id,
         state=state,
-        at=_EPOCH + timedelta(microseconds=span.end_time_unix_nano // 1000),
+        at=from_unix_nanos(span.end_time_unix_nano),
         job_type=_string(attrs, c.JOB_TYPE, limit=MAX_JOB_TYPE_CHARS, required=True),
         progress=_int(attrs, c.JOB_PROGRESS, 0, 100),
         attempt=_int(attrs, c.JOB_ATTEMPT, 1, 1_000_000),
