@@ -20,6 +20,7 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.tokens import TokenStore
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +39,6 @@ def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.layout.ports.api}", timeout=10) as client:
         yield client
-
-
-def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
-    _, secret = TokenStore(pool).create(f"test-{role.value}", role, tenants, datetime.now(UTC))
-    return secret
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def seed(pool: psycopg_pool.ConnectionPool, tenant: str, job_id: str) -> None:

@@ -27,8 +27,8 @@ from b2c_monitoring.processors.jobs import JobReport, Scalar
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
-from b2c_monitoring.storage.tokens import TokenStore
 from tests.api_process import api_process
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -63,15 +63,6 @@ def job_type(pool: psycopg_pool.ConnectionPool, tenant: str) -> Iterator[str]:
     yield name
     with pool.connection() as conn:
         conn.execute("DELETE FROM job_type_windows WHERE job_type = %s", (name,))
-
-
-def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
-    _, secret = TokenStore(pool).create(f"test-{role.value}", role, tenants, datetime.now(UTC))
-    return secret
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def report(

@@ -31,8 +31,8 @@ from b2c_monitoring.settings import load_settings
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.metrics import MetricsPolicy, MetricsStore, policy_from
-from b2c_monitoring.storage.tokens import TokenStore
 from tests.test_pipeline import eventually
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +49,6 @@ def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.layout.ports.api}", timeout=30) as client:
         yield client
-
-
-def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
-    _, secret = TokenStore(pool).create(f"test-{role.value}", role, tenants, datetime.now(UTC))
-    return secret
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def store(pool: psycopg_pool.ConnectionPool, **policy: Any) -> MetricsStore:

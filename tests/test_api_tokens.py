@@ -21,6 +21,7 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.tokens import TokenStore
 from tests.api_process import api_process, cli
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +46,6 @@ def api(api_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
-    _, secret = TokenStore(pool).create(f"seed-{role.value}", role, tenants, datetime.now(UTC))
-    return secret
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def create(
     api: httpx.Client, admin: str, role: str, tenants: list[str] | None, name: str = "made"
 ) -> httpx.Response:
@@ -74,7 +66,7 @@ def listed(api: httpx.Client, admin: str, **params: Any) -> list[dict[str, Any]]
 def test_an_admin_creates_lists_and_revokes_a_token_whose_secret_is_shown_once(
     api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
 ) -> None:
-    admin = token(pool, Role.ADMIN, [tenant])
+    admin = token(pool, Role.ADMIN, [tenant], name="seed-admin")
     created = create(api, admin, "viewer", [tenant], name="ci-reader")
     assert created.status_code == 201, created.text
     body = created.json()

@@ -41,9 +41,9 @@ from b2c_monitoring.stack.supervisor import Supervisor
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.job_commands import JobCommandStore
 from b2c_monitoring.storage.jobs import JobStore
-from b2c_monitoring.storage.tokens import TokenStore
 from tests.api_process import cli, free_port
 from tests.test_pipeline import eventually
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -111,16 +111,6 @@ def api(served: Served) -> Iterator[httpx.Client]:
 @pytest.fixture
 def service() -> str:
     return f"erp-connector-{uuid.uuid4().hex[:8]}"
-
-
-def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
-    name = f"{role.value}-{uuid.uuid4().hex[:6]}"
-    _, secret = TokenStore(pool).create(name, role, tenants, datetime.now(UTC))
-    return secret
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def job_state(

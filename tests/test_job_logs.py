@@ -37,9 +37,9 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.logs import LogStore, make_client
-from b2c_monitoring.storage.tokens import TokenStore
 from tests.api_process import api_process, cli, cli_env
 from tests.otlp_builders import kvs
+from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
@@ -78,15 +78,6 @@ def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def api(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=10) as client:
         yield client
-
-
-def token(pool: psycopg_pool.ConnectionPool, role: Role, tenants: list[str] | None) -> str:
-    _, secret = TokenStore(pool).create(f"test-{role.value}", role, tenants, datetime.now(UTC))
-    return secret
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def seed_job(pool: psycopg_pool.ConnectionPool, tenant: str, job_id: str) -> None:
