@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Annotated
 
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
 DEFAULT_HISTORY = timedelta(hours=24)
+
+# ?tenant=a&tenant=b: narrows a list to some of the token's tenants (Principal.scope)
+TenantFilter = Annotated[
+    list[str] | None,
+    Query(description="repeatable; only tenants within your token's scope count"),
+]
 
 
 def time_range(

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime
 
 from b2c_monitoring.api.command_models import AuditEntry, AuditPage
 from b2c_monitoring.api.deps import Admin, AuditDep
+from b2c_monitoring.api.params import TenantFilter
 from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.storage.audit import AuditQuery
 
@@ -31,10 +32,7 @@ def _before(cursor: str) -> int:
 def list_audit(
     principal: Admin,
     audit: AuditDep,
-    tenant: Annotated[
-        list[str] | None,
-        Query(description="repeatable; only tenants within your token's scope count"),
-    ] = None,
+    tenant: TenantFilter = None,
     action: Annotated[
         list[str] | None, Query(description="repeatable, e.g. job.cancel", max_length=64)
     ] = None,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from b2c_monitoring.api.deps import HealthDep, MetricsPolicyDep, ServicesDep, Viewer
-from b2c_monitoring.api.params import time_range
+from b2c_monitoring.api.params import TenantFilter, time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
     ComponentCounts,
@@ -27,10 +27,6 @@ from b2c_monitoring.storage.health import HealthQuery
 
 router = APIRouter(prefix="/api/admin/health", tags=["health"])
 
-TenantFilter = Annotated[
-    list[str] | None,
-    Query(description="repeatable; only tenants within your token's scope count"),
-]
 ComponentFilter = Annotated[
     str | None, Query(min_length=1, max_length=128, description="one component, e.g. catalog")
 ]

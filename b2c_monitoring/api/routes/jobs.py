@@ -18,6 +18,7 @@ from b2c_monitoring.api.models import (
     SchedulerJob,
     SchedulerJobDetail,
 )
+from b2c_monitoring.api.params import TenantFilter
 from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.auth import Principal
 from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
@@ -103,10 +104,7 @@ def list_jobs(
     job_type: Annotated[
         str | None, Query(alias="jobType", max_length=MAX_JOB_TYPE_CHARS, examples=["ERP_SYNC"])
     ] = None,
-    tenant: Annotated[
-        list[str] | None,
-        Query(description="repeatable; only tenants within your token's scope count"),
-    ] = None,
+    tenant: TenantFilter = None,
     since: Annotated[
         AwareDatetime | None, Query(description="createdAt at or after (ISO 8601 with offset)")
     ] = None,

@@ -23,7 +23,7 @@ from b2c_monitoring.api.deps import (
     SettingsDep,
     Viewer,
 )
-from b2c_monitoring.api.params import time_range
+from b2c_monitoring.api.params import TenantFilter, time_range
 from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.api.service_models import (
     ConnectedService,
@@ -125,10 +125,7 @@ def list_services(
     principal: Viewer,
     services: ServicesDep,
     resources: ResourcesDep,
-    tenant: Annotated[
-        list[str] | None,
-        Query(description="repeatable; only tenants within your token's scope count"),
-    ] = None,
+    tenant: TenantFilter = None,
     status: Annotated[
         list[ServiceStatus] | None, Query(description="repeatable: services in any of these")
     ] = None,
