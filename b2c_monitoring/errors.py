@@ -16,6 +16,7 @@ gRPC status codes in ``receivers/`` and problem details in ``api/``, nowhere els
     │   ├── Unauthenticated .... no token, or a token that is unknown or revoked
     │   └── Forbidden .......... the token's role does not allow the action
     ├── StackError ............. a part of the local stack did not install or start
+    ├── DeliveryFailed ......... a notification did not reach its receiver (retried unless permanent)
     └── ApiError ............... the admin API answered with a problem (CLI side)
         └── ApiUnreachable ..... the admin API could not be reached
 
@@ -82,6 +83,14 @@ class Forbidden(AuthError):
 
 class StackError(B2CError):
     pass
+
+
+class DeliveryFailed(B2CError):
+    """``retryable``: the receiver may take it later (down, 5xx); else it never will."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ApiError(B2CError):

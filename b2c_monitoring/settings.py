@@ -27,7 +27,14 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=8, ge=1, le=64)
 
     elasticsearch_url: str = "http://127.0.0.1:9200"
+    # the prefix of the daily log indices <logs_index>-YYYY.MM.DD; readers search
+    # <logs_index>*. The maintenance round deletes whole daily indices once all their
+    # records are older than B2C_LOG_RETENTION_DAYS. B2C_LOG_REDACT_PATTERNS: a JSON list
+    # of regular expressions (RE2) whose matches the collector masks in every log record
+    # before storage, on top of the built-in rules (stack/collector.py).
     logs_index: str = "b2c-logs"
+    log_retention_days: int = Field(default=14, ge=1, le=3650)
+    log_redact_patterns: tuple[str, ...] = ()
 
     default_tenant: str = Field(default="default", min_length=1, max_length=64)
 
@@ -73,6 +80,14 @@ class Settings(BaseSettings):
     # A retry or cancel command claimed by a job runner and not marked done within this
     # many seconds is handed out again (api/routes/probes.py).
     job_command_lease_s: int = Field(default=30, ge=1, le=3600)
+    # Alerting (b2c_monitoring/alerting/), in the processor: rules are evaluated every
+    # B2C_ALERT_INTERVAL_S; a notification that fails is tried again after
+    # B2C_NOTIFY_BACKOFF_S, doubling up to B2C_NOTIFY_BACKOFF_MAX_S, until it is
+    # B2C_NOTIFY_MAX_AGE_S old (then it is recorded as failed).
+    alert_interval_s: float = Field(default=15, ge=0.2, le=3600)
+    notify_backoff_s: float = Field(default=5, ge=0.1, le=3600)
+    notify_backoff_max_s: float = Field(default=600, ge=1, le=86400)
+    notify_max_age_s: int = Field(default=86400, ge=60, le=30 * 86400)
     # a command declined by the runners that polled fails once none took it this long
     job_command_decline_window_s: int = Field(default=10, ge=1, le=3600)
 

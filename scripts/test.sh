@@ -16,6 +16,9 @@ uv run mypy
 echo "== installing the stack's parts (a first collector build takes minutes)"
 uv run b2c stack install --home .b2c-test
 
+echo "== the hub's test client (the real @microsoft/signalr, from npm)"
+[ -d tests/hub_client/node_modules/@microsoft/signalr ] || npm ci --prefix tests/hub_client --no-audit --no-fund
+
 echo "== tests"
 set +e
 uv run pytest "$@"

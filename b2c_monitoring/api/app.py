@@ -10,19 +10,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from b2c_monitoring.api import problems
 from b2c_monitoring.api.command_waiters import CommandWaiters
+from b2c_monitoring.api.metrics import observe_request
 from b2c_monitoring.api.routes import (
+    alert_rules,
+    alerts,
     audit,
     health,
     job_commands,
     job_logs,
+    job_schedules,
     job_types,
     jobs,
+    maintenance_windows,
+    notification_channels,
     probes,
+    service_errors,
     services,
     tokens,
 )
+from b2c_monitoring.hub import server as hub_server
+from b2c_monitoring.hub.backplane import Backplane
 from b2c_monitoring.settings import Settings
+from b2c_monitoring.storage.alert_config import AlertConfigStore
+from b2c_monitoring.storage.alerts import AlertStore
 from b2c_monitoring.storage.audit import AuditStore
+from b2c_monitoring.storage.communication_errors import ErrorStore
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.health import HealthStore
 from b2c_monitoring.storage.job_commands import JobCommandStore
@@ -30,6 +42,7 @@ from b2c_monitoring.storage.job_windows import JobWindowStore
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.logs import LogStore, make_client
 from b2c_monitoring.storage.metrics import policy_from
+from b2c_monitoring.storage.notifications import NotificationStore
 from b2c_monitoring.storage.resources import ResourceStore
 from b2c_monitoring.storage.services import ServiceStore
 from b2c_monitoring.storage.tokens import TokenStore
@@ -39,14 +52,17 @@ def create_app(settings: Settings) -> FastAPI:
     pool = make_pool(settings.database_url, max_size=settings.database_pool_size, name="b2c-api")
     es = make_client(settings.elasticsearch_url)
     command_waiters = CommandWaiters(settings.database_url)
+    hub = Backplane(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)
         command_waiters.start()
+        hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await command_waiters.stop()
             pool.close()
             es.close()
@@ -73,11 +89,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.job_commands = JobCommandStore(pool)
     app.state.audit = AuditStore(pool)
     app.state.command_waiters = command_waiters
+    # the real-time hub /hubs/job-status (hub/server.py)
+    app.state.hub = hub
+    app.state.hub_pool = pool
     # every time-based index of the logs: b2c-logs, b2c-logs-2026.11.28, ...
     app.state.logs = LogStore(es, f"{settings.logs_index}*", default_tenant=settings.default_tenant)
+    app.state.errors = ErrorStore(
+        es, f"{settings.logs_index}*", default_tenant=settings.default_tenant
+    )
     problems.install(app)
+    app.middleware("http")(observe_request)
     app.include_router(jobs.router)
     app.include_router(services.router)
+    app.include_router(service_errors.router)
     app.include_router(health.router)
     app.include_router(job_types.router)
     app.include_router(job_logs.router)
@@ -85,6 +109,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(job_commands.router)
     app.include_router(audit.router)
     app.include_router(probes.router)
+    app.include_router(hub_server.router)
+    # alerting: alerts, rules, channels, maintenance windows, job schedules
+    app.state.alerts = AlertStore(pool)
+    app.state.alert_config = AlertConfigStore(pool)
+    app.state.notifications = NotificationStore(pool)
+    for alerting_router in (
+        alerts,
+        alert_rules,
+        notification_channels,
+        maintenance_windows,
+        job_schedules,
+    ):
+        app.include_router(alerting_router.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -14,6 +14,7 @@ from b2c_monitoring.errors import Unauthenticated
 from b2c_monitoring.processors.job_flags import JobWindows, WindowPolicy
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.audit import AuditStore
+from b2c_monitoring.storage.communication_errors import ErrorStore
 from b2c_monitoring.storage.health import HealthStore
 from b2c_monitoring.storage.job_commands import JobCommandStore
 from b2c_monitoring.storage.job_windows import JobWindowStore
@@ -154,3 +155,14 @@ ServicesDep = Annotated[ServiceStore, Depends(get_services)]
 HealthDep = Annotated[HealthStore, Depends(get_health)]
 ResourcesDep = Annotated[ResourceStore, Depends(get_resources)]
 MetricsPolicyDep = Annotated[MetricsPolicy, Depends(get_metrics_policy)]
+
+
+# a service's errors and error patterns (api/routes/service_errors.py)
+
+
+def get_errors(request: Request) -> ErrorStore:
+    store: ErrorStore = request.app.state.errors
+    return store
+
+
+ErrorsDep = Annotated[ErrorStore, Depends(get_errors)]

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
@@ -200,3 +200,32 @@ class ApiClient:
 
     def revoke_token(self, token_id: str) -> ApiResult:
         return self.request("DELETE", f"/api/admin/tokens/{quote(token_id, safe='')}")
+
+    def download(self, path: str, params: dict[str, Any], out: IO[bytes]) -> int:
+        """Stream a binary answer (an export, a bundle) into ``out``; the bytes written."""
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=query, timeout=300) as response:
+                if response.is_error:
+                    response.read()
+                    self._raise_problem(response.status_code, response.text)
+                written = 0
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    written += len(chunk)
+                return written
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(
+                f"cannot reach the admin API at {self.base_url} ({exc.__class__.__name__}); "
+                "is it running? 'b2c stack status' tells"
+            ) from exc
+
+    @staticmethod
+    def _raise_problem(status: int, text: str) -> None:
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        problem = data if isinstance(data, dict) else {}
+        detail = problem.get("detail") or problem.get("title") or text[:200]
+        raise ApiError(f"{status} {detail}", status=status, problem=problem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from b2c_monitoring.cli import admin, audit, demo, jobs, monitor, serve, stack
+from b2c_monitoring.cli import admin, alerts, audit, dashboards, demo, jobs, monitor, serve, stack
 
 app = typer.Typer(
     name="b2c",
@@ -18,6 +18,8 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(serve.app, name="serve")
 app.add_typer(admin.app, name="admin")
 app.add_typer(audit.app, name="audit")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(dashboards.app, name="dashboards")
 app.command("demo")(demo.demo)
 
 

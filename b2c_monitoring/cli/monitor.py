@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
 
-from b2c_monitoring.cli import output
+from b2c_monitoring.cli import output, service_errors
 from b2c_monitoring.cli.context import api_client, handle_errors
 
 app = typer.Typer(help="Component health and connected services.", no_args_is_help=True)
@@ -125,6 +126,24 @@ def services(
     resources: Annotated[
         str | None, typer.Option(help="Show this service's resource metrics (id or name).")
     ] = None,
+    errors: Annotated[
+        str | None,
+        typer.Option(help="Show this service's errors (id or name); with --patterns, grouped."),
+    ] = None,
+    patterns: Annotated[
+        bool, typer.Option("--patterns", help="With --errors: the error patterns instead.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="With --errors: over this long, e.g. 24h (default) or 7d.")
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="With --errors: write the errors to FILE (.csv: CSV, else JSON)."),
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="With --errors: write a support bundle (zip) to FILE."),
+    ] = None,
     status: Annotated[
         list[str] | None, typer.Option(help="Only services in this status (repeatable).")
     ] = None,
@@ -138,10 +157,16 @@ def services(
     ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Connected services with status, latency and uptime; or test one, or its resources."""
-    if test is not None and resources is not None:
-        raise typer.BadParameter("use --test or --resources, not both")
+    """Connected services with status, latency and uptime; or test one, its resources,
+    or its errors (listed, grouped into patterns, exported, or bundled for support)."""
+    if sum(x is not None for x in (test, resources, errors)) > 1:
+        raise typer.BadParameter("use one of --test, --resources and --errors")
+    if errors is None and (patterns or since or export or bundle):
+        raise typer.BadParameter("--patterns, --since, --export and --bundle go with --errors")
     one_tenant = tenant[0] if tenant and len(tenant) == 1 else None
+    if errors is not None:
+        _errors(errors, one_tenant, patterns, since, export, bundle, json)
+        return
     with api_client() as api:
         if test is not None:
             result = api.request(
@@ -179,6 +204,37 @@ def services(
             output.console.print(
                 f"[dim]next page: --cursor {data['nextCursor']}[/dim]", soft_wrap=True
             )
+
+
+def _errors(
+    service: str,
+    tenant: str | None,
+    patterns: bool,
+    since: str | None,
+    export: Path | None,
+    bundle: Path | None,
+    json: bool,
+) -> None:
+    start = datetime.now(UTC) - parse_duration(since) if since is not None else None
+    with api_client() as api:
+        for target, is_bundle in ((export, False), (bundle, True)):
+            if target is not None:
+                size = service_errors.download(
+                    api, service, target, bundle=is_bundle, tenant=tenant, since=start
+                )
+                output.console.print(f"wrote {target} ({_bytes(size)})")
+        if export is not None or bundle is not None:
+            return
+        if patterns:
+            result = service_errors.fetch_patterns(api, service, tenant=tenant, since=start)
+        else:
+            result = service_errors.fetch_errors(api, service, tenant=tenant, since=start, limit=50)
+    if json:
+        output.raw_json(result.text)
+    elif patterns:
+        service_errors.show_patterns(service, result.data)
+    else:
+        service_errors.show_errors(service, result.data)
 
 
 def _show_services(items: list[dict[str, Any]]) -> None:

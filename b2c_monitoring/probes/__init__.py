@@ -15,6 +15,11 @@ and its connected services, component health and resources::
     probes.health_check("catalog", lambda: HealthCheckResult.healthy("index fresh"))
     probes.watch_resources()
 
+and its failed calls to connected services, in one line or for a whole client::
+
+    probes.record_communication_error("pim-system", method="GET", url=url, status=503)
+    probes.instrument_httpx(client, "pim-system")  # or instrument_requests(session, ...)
+
 and runs its jobs, carrying out operators' retry and cancel requests::
 
     runner = probes.job_runner(control_url="http://monitor:8000", token=PROBE_TOKEN)

@@ -17,6 +17,7 @@ import math
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, overload
@@ -43,6 +44,14 @@ R = TypeVar("R")
 _log = logging.getLogger(__name__)
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 CANCEL_REASON_KEY: Final = "cancel_reason"
+# the run whose ``with`` block the code is in: records made there (communication
+# errors) carry its job id
+_CURRENT: ContextVar[JobRun | None] = ContextVar("b2c_probes_current_job", default=None)
+
+
+def current_job() -> JobRun | None:
+    """The job run the calling code is inside of, in this thread or task."""
+    return _CURRENT.get()
 
 
 class JobCancelled(Exception):
@@ -424,6 +433,7 @@ class JobRunContext:
     ) -> None:
         self._run = JobRun(emitter, job, metadata, parent)
         self._entered = False
+        self._token: Token[JobRun | None] | None = None
 
     @property
     def job_id(self) -> str:
@@ -434,6 +444,7 @@ class JobRunContext:
             raise RuntimeError("a job run context can be entered once; call job_run() again")
         self._entered = True
         self._run._start(_host_span_link())
+        self._token = _CURRENT.set(self._run)
         return self._run
 
     def __exit__(
@@ -442,6 +453,12 @@ class JobRunContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        if self._token is not None:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # left in another context than it was entered in
+                _CURRENT.set(None)
+            self._token = None
         self._run._finish(exc)
         return isinstance(exc, JobCancelled)
 

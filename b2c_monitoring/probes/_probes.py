@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -41,6 +41,7 @@ from b2c_monitoring import contract as c
 from b2c_monitoring.checks import CheckResult, CheckSpec
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.errors import ConfigError
+from b2c_monitoring.probes import _communication
 from b2c_monitoring.probes._export import (
     BoundedLogProcessor,
     BoundedSpanProcessor,
@@ -91,6 +92,10 @@ from b2c_monitoring.probes._services import (
 )
 from b2c_monitoring.probes._watch import Watch
 from b2c_monitoring.processors.jobs import Scalar
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
 
 TENANT_ID_ENV: Final = "B2C_TENANT_ID"
 DEFAULT_ENDPOINT: Final = "http://localhost:4317"
@@ -516,6 +521,65 @@ class Probes:
         )
         return self._start(f"resources-{owner or 'self'}", every_s, probe)
 
+    # communication errors
+
+    def record_communication_error(
+        self,
+        service: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        error: BaseException | str | None = None,
+        duration: float | None = None,
+        request_body: str | bytes | None = None,
+        response_body: str | bytes | None = None,
+        server_address: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """Record one failed call to the connected service ``service`` (a
+        ``connected_service.communication_error`` record, level ERROR): ``error`` is the
+        exception or its text, ``status`` the HTTP status, ``duration`` in seconds. The
+        URL loses its credentials, bodies are redacted excerpts; inside a job run the
+        record carries the job's id. Never raises."""
+        _communication.record(
+            self._emit_error,
+            service,
+            method=method,
+            url=url,
+            status=status,
+            error=error,
+            duration=duration,
+            request_body=request_body,
+            response_body=response_body,
+            server_address=server_address,
+            error_type=error_type,
+        )
+
+    def instrument_httpx(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        service: str,
+        *,
+        min_status: int = _communication.DEFAULT_MIN_STATUS,
+    ) -> None:
+        """Record every failed call of ``client`` as a communication error of ``service``:
+        an exception, or an answer with a status of at least ``min_status``."""
+        _communication.instrument_httpx(client, self._emit_error, service, min_status)
+
+    def instrument_requests(
+        self,
+        session: requests.Session,
+        service: str,
+        *,
+        min_status: int = _communication.DEFAULT_MIN_STATUS,
+    ) -> None:
+        """The same for a ``requests`` session (every adapter mounted on it now)."""
+        _communication.instrument_requests(session, self._emit_error, service, min_status)
+
+    def _emit_error(self, body: str, attributes: dict[str, AnyValue]) -> None:
+        self._emit_event(body, attributes, severity=SeverityNumber.ERROR)
+
     def _start(self, name: str, every_s: float, probe: Callable[[], T]) -> Watch[T]:
         watch: Watch[T] = Watch(name, every_s, probe, on_stop=lambda: self._forget(watch))
         if not self._open:
@@ -563,14 +627,20 @@ class Probes:
         if sink is not None and self._open:
             sink.emit(points)
 
-    def _emit_event(self, body: str, attributes: dict[str, AnyValue]) -> None:
+    def _emit_event(
+        self,
+        body: str,
+        attributes: dict[str, AnyValue],
+        *,
+        severity: SeverityNumber = SeverityNumber.WARN,
+    ) -> None:
         if not self._open:
             return
         try:
             self._otel_logger.emit(
                 timestamp=time.time_ns(),
-                severity_number=SeverityNumber.WARN,
-                severity_text="WARN",
+                severity_number=severity,
+                severity_text=severity.name,
                 body=body,
                 attributes=attributes,
                 event_name=str(attributes.get(c.EVENT_NAME) or "") or None,

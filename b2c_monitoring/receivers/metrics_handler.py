@@ -7,6 +7,7 @@ Nothing here raises for bad data or an unavailable store: both are outcomes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ class MetricsOutcome:
     service_changes: list[str] = field(default_factory=list)  # new statuses
     health_changes: list[str] = field(default_factory=list)
     not_stored: NotStored | None = None
+    store_seconds: float | None = None  # the store transaction, measured in the worker
 
 
 MetricsHandler = Callable[[bytes], MetricsOutcome]
@@ -60,6 +62,7 @@ def handle_metrics_export(store: MetricsStore, default_tenant: str, data: bytes)
     now = datetime.now(UTC)
     batch = decode_request(request, default_tenant, now)
     rejected = [(r.reason, r.message) for r in batch.rejected]
+    started = time.perf_counter()
     try:
         applied = store.apply(batch.checks, batch.health, batch.resources, now)
     except StorageError as exc:
@@ -68,6 +71,7 @@ def handle_metrics_export(store: MetricsStore, default_tenant: str, data: bytes)
             ignored=batch.ignored,
             rejected=rejected,
             not_stored=NotStored(exc.retryable, exc.message),
+            store_seconds=time.perf_counter() - started,
         )
     return MetricsOutcome(
         received=batch.received,
@@ -76,4 +80,5 @@ def handle_metrics_export(store: MetricsStore, default_tenant: str, data: bytes)
         rejected=rejected,
         service_changes=[c.status.value for c in applied.status_changes],
         health_changes=[c.status.value for c in applied.health_changes],
+        store_seconds=time.perf_counter() - started,
     )

@@ -65,6 +65,7 @@ class TraceService:
         self._auth.check(context)
         started = time.perf_counter()
         outcome = self._handle(data)
+        m.observe_store("spans", outcome.store_seconds, outcome.not_stored is None)
         m.RECEIVED.labels("spans").inc(outcome.received)
         m.IGNORED.labels("spans").inc(outcome.ignored)
         for reason, _ in outcome.rejected:
@@ -120,6 +121,7 @@ class MetricsService:
         self._auth.check(context)
         started = time.perf_counter()
         outcome = self._handle(data)
+        m.observe_store("data_points", outcome.store_seconds, outcome.not_stored is None)
         m.RECEIVED.labels("data_points").inc(outcome.received)
         m.IGNORED.labels("data_points").inc(outcome.ignored)
         for reason, _ in outcome.rejected:

@@ -29,6 +29,12 @@ REFUSED_BATCHES = Counter(
     "Export requests answered with an error status, per signal and gRPC code (retryable ones are kept by the collector).",
     ["signal", "code"],
 )
+STORE_SECONDS = Histogram(
+    "b2c_processor_store_seconds",
+    "Time of one export request's Postgres transaction (with its conflict retries), per signal and outcome (stored, failed).",
+    ["signal", "outcome"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 BATCH_SECONDS = Histogram(
     "b2c_processor_batch_seconds",
     "Time to decode, derive and store one export request.",
@@ -50,3 +56,9 @@ HEALTH_CHANGES = Counter(
     "Changes of a component's health stored, per new status.",
     ["status"],
 )
+
+
+def observe_store(signal: str, seconds: float | None, stored: bool) -> None:
+    """Record a store transaction's time; ``None`` when the request never reached the store."""
+    if seconds is not None:
+        STORE_SECONDS.labels(signal, "stored" if stored else "failed").observe(seconds)

@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from prometheus_client import start_http_server
 
 from b2c_monitoring import declared_services
+from b2c_monitoring.alerting.service import start_alerting
 from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.receivers.metrics_handler import MetricsHandler, count_only
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
@@ -22,6 +23,8 @@ from b2c_monitoring.receivers.traces import TraceHandler
 from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.logs import LogIndices
+from b2c_monitoring.storage.logs import make_client as make_es_client
 from b2c_monitoring.storage.maintenance import MaintenanceThread
 from b2c_monitoring.storage.metrics import policy_from
 from b2c_monitoring.storage.migrations import migrate
@@ -86,11 +89,17 @@ def serve(settings: Settings) -> None:
         maintenance_pool,
         policy_from(settings),
         timedelta(seconds=settings.maintenance_interval_s),
+        log_indices=LogIndices(
+            make_es_client(settings.elasticsearch_url),
+            settings.logs_index,
+            timedelta(days=settings.log_retention_days),
+        ),
     )
     maintenance.run_once()
     maintenance.start()
     if settings.services_file is not None:
         declare_from_file(settings, maintenance_pool)
+    alerting = start_alerting(settings)
     workers = WorkerPool(settings, settings.processor_processes)
     start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
     server = build_server(settings, workers, workers.metrics)
@@ -106,5 +115,6 @@ def serve(settings: Settings) -> None:
     stop.wait()
     server.stop(grace=5).wait()
     workers.close()
+    alerting.stop()
     maintenance.stop()
     maintenance_pool.close()

@@ -8,6 +8,7 @@ for bad data or an unavailable store: both are outcomes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ class TraceOutcome:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
     change_statuses: list[str] = field(default_factory=list)
     not_stored: NotStored | None = None
+    # the store transaction alone, measured in the worker: its registry is not the front's
+    store_seconds: float | None = None
 
 
 TraceHandler = Callable[[bytes], TraceOutcome]
@@ -47,6 +50,7 @@ def handle_trace_export(store: JobStore, default_tenant: str, data: bytes) -> Tr
     batch = decode_request(request, default_tenant)
     received = len(batch.reports) + len(batch.rejected) + batch.ignored
     rejected = [(r.reason, r.message) for r in batch.rejected]
+    started = time.perf_counter()
     try:
         applied = store.apply(batch.reports, datetime.now(UTC))
     except StorageError as exc:
@@ -55,6 +59,7 @@ def handle_trace_export(store: JobStore, default_tenant: str, data: bytes) -> Tr
             ignored=batch.ignored,
             rejected=rejected,
             not_stored=NotStored(exc.retryable, exc.message),
+            store_seconds=time.perf_counter() - started,
         )
     return TraceOutcome(
         received=received,
@@ -62,4 +67,5 @@ def handle_trace_export(store: JobStore, default_tenant: str, data: bytes) -> Tr
         ignored=batch.ignored,
         rejected=rejected,
         change_statuses=[c.status.value for c in applied.changes],
+        store_seconds=time.perf_counter() - started,
     )

@@ -15,7 +15,11 @@ from building the same entry at once.
 
 The configuration, ``collector-config/collector.yaml``, takes everything that varies
 from ``${env:B2C_...}`` variables, which :func:`collector_env` derives from the stack's
-ports and folders.
+ports and folders. The operator's own redaction patterns (``B2C_LOG_REDACT_PATTERNS``)
+are a list, which ``${env:...}`` cannot carry into a YAML list: the stack writes them
+into ``<home>/run/collector/redaction.yaml`` (:func:`render_redaction_config`), passed
+as a second ``--config`` whose ``blocked_values`` replaces the empty list of
+``redaction/custom``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import queue
 import re
@@ -33,7 +38,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -43,6 +48,7 @@ from b2c_monitoring.stack.base import Launch, Progress, StackLayout, load_versio
 BINARY_NAME: Final = "otelcol-b2c"
 MANIFEST: Final = Path("collector-config") / "builder-config.yaml"
 CONFIG: Final = Path("collector-config") / "collector.yaml"
+REDACTION_CONFIG: Final = "redaction.yaml"
 BUILDER_MODULE: Final = "go.opentelemetry.io/collector/cmd/builder"
 
 # Modules the checksum database (sum.golang.org, as reached through the proxy here)
@@ -332,6 +338,28 @@ def collector_env(layout: StackLayout, processor_token: str, es_logs_index: str)
     }
 
 
+def render_redaction_config(patterns: Sequence[str]) -> str:
+    """The second ``--config``: ``redaction/custom`` masking every match of ``patterns``.
+
+    Each pattern must compile as a Python regular expression here (fail fast, with the
+    pattern named); Go's RE2 is stricter (no look-around, no back-references), and a
+    pattern it refuses stops the collector at start with RE2's message in its log.
+    JSON is YAML; ``$`` is doubled because the collector expands ``${...}`` in values.
+    """
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise StackError(
+                f"redaction pattern {pattern!r} is not a regular expression: {exc}"
+            ) from exc
+    escaped = [pattern.replace("$", "$$") for pattern in patterns]
+    config = {"processors": {"redaction/custom": {"blocked_values": escaped}}}
+    return "# Written by b2c_monitoring.stack.collector; changes are overwritten.\n" + json.dumps(
+        config, indent=2
+    )
+
+
 def validate_config(binary: Path, env: Mapping[str, str], config: Path | None = None) -> None:
     """``otelcol-b2c validate`` on the configuration with ``env`` set (on top of ours)."""
     config_path = config or repo_root() / CONFIG
@@ -367,17 +395,23 @@ class Collector:
         processor_token: str,
         es_logs_index: str = "b2c-logs",
         *,
+        redact_patterns: Sequence[str] = (),
         root: Path | None = None,
     ) -> None:
         self.layout = layout
         self.processor_token = processor_token
-        self.es_logs_index = es_logs_index
+        self.es_logs_index = es_logs_index  # the prefix of the daily indices
+        self.redact_patterns = tuple(redact_patterns)
         self.root = root or repo_root()
         self._binary: Path | None = None
 
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG
+
+    @property
+    def redaction_config_path(self) -> Path:
+        return self.layout.run(self.name) / REDACTION_CONFIG
 
     def env(self) -> dict[str, str]:
         return collector_env(self.layout, self.processor_token, self.es_logs_index)
@@ -390,7 +424,19 @@ class Collector:
         if not binary.is_file():
             raise StackError(f"the collector is not built yet ({binary}); install it first")
         self.layout.data(self.name).mkdir(parents=True, exist_ok=True)
-        return Launch(argv=[str(binary), "--config", str(self.config_path)], env=self.env())
+        self.redaction_config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.redaction_config_path.write_text(render_redaction_config(self.redact_patterns))
+        return Launch(
+            argv=[
+                str(binary),
+                "--config",
+                str(self.config_path),
+                "--config",
+                str(self.redaction_config_path),
+            ],
+            # the daily index of a record is a UTC date; FormatTime(Now()) uses the zone
+            env={**self.env(), "TZ": "UTC"},
+        )
 
     def healthy(self) -> bool:
         url = f"http://{LOOPBACK}:{self.layout.ports.collector_health}/"

@@ -38,6 +38,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -45,6 +46,7 @@ from typing import Any, Final
 from b2c_monitoring.errors import StackError
 from b2c_monitoring.stack.base import Launch, Progress, StackLayout, load_versions
 from b2c_monitoring.stack.system import chown_tree, ensure_system_user, grant_search_path, user_ids
+from b2c_monitoring.storage.logs import daily_index
 
 MAVEN_GROUP: Final = "org.elasticsearch.distribution.integ-test-zip"
 MAVEN_ARTIFACT: Final = "elasticsearch"
@@ -240,8 +242,13 @@ def log_template() -> dict[str, Any]:
     """The composable index template ``b2c-logs`` (``storage/es_templates/b2c-logs.json``).
 
     It maps the documents of the collector's elasticsearch exporter in mapping mode
-    ``none`` (``mapping: {mode: none}``, static ``logs_index: b2c-logs...``). The
-    exporter writes one document per log record with flat dotted keys::
+    ``none`` (``mapping: {allowed_modes: [none]}``), each routed by its
+    ``elasticsearch.index`` attribute to the daily index ``b2c-logs-YYYY.MM.DD`` of the
+    record's UTC date (``transform/bound_logs``; the attribute stays in ``_source``,
+    neither indexed nor aggregatable: excluding it from ``_source`` made Elasticsearch
+    keep a second, recovery copy of every source, ~20 % more disk and CPU). The pattern ``b2c-logs*`` also covers the single ``b2c-logs`` index of
+    the first version. The exporter writes one document per log record with flat dotted
+    keys::
 
         {"@timestamp": "2024-01-15T10:30:00.000000000Z",   # record time, else observed
          "Body": "message text",                          # a map body becomes Body.<k>
@@ -277,11 +284,15 @@ def log_template() -> dict[str, Any]:
 
     Request/response bodies go in attributes whose names end in ``request.body`` or
     ``response.body`` (and ``exception.stacktrace``): kept in ``_source``, neither
-    indexed nor aggregatable. Their size is bounded where they are produced (SDK
-    attribute value length limit or the collector), not by the mapping. Any other
-    string attribute becomes ``keyword`` with ``ignore_above: 1024`` (longer values are
-    stored but not indexed); ``index.mapping.ignore_malformed`` keeps a document whose
-    value does not fit an existing numeric/date field instead of rejecting it.
+    indexed nor aggregatable. Sizes are bounded by the collector before the mapping
+    sees them (``transform/bound_logs``: a body 64 KiB, an attribute value 16 KiB, 128
+    attributes a record, nested maps flattened). Any other string attribute becomes
+    ``keyword`` with ``ignore_above: 1024`` (longer values are stored but not indexed);
+    ``index.mapping.ignore_malformed`` keeps a document whose value does not fit an
+    existing numeric/date field instead of rejecting it, and
+    ``total_fields.ignore_dynamic_beyond_limit`` keeps a document that would add a
+    field beyond the 2,000th (the new fields stay in ``_source``, unmapped) instead of
+    rejecting it.
     """
     source = resources.files("b2c_monitoring.storage").joinpath("es_templates", "b2c-logs.json")
     loaded: dict[str, Any] = json.loads(source.read_text(encoding="utf-8"))
@@ -329,7 +340,7 @@ class Elasticsearch:
         logs_index: str = LOG_TEMPLATE_NAME,
     ) -> None:
         self.layout = layout
-        self.logs_index = logs_index
+        self.logs_index = logs_index  # the prefix of the daily indices
         self.version = version or es_version()
         self._java_home = java_home  # resolved when needed: status must work without a JDK
         # root must not run it; anybody else runs it as themselves
@@ -425,12 +436,12 @@ class Elasticsearch:
 
     def after_start(self, progress: Progress) -> None:
         """Called by the supervisor once healthy: the log index template must exist
-        before the collector writes the first document of an index."""
+        before the collector writes the first document of an index. Today's index is
+        created now; the processor's maintenance creates the next ones a day ahead."""
         put_log_templates(self.url)
-        ensure_log_index(self.url, self.logs_index)
-        progress(
-            f"elasticsearch: index template {LOG_TEMPLATE_NAME} applied, index {self.logs_index} ready"
-        )
+        today = daily_index(self.logs_index, datetime.now(UTC).date())
+        ensure_log_index(self.url, today)
+        progress(f"elasticsearch: index template {LOG_TEMPLATE_NAME} applied, index {today} ready")
 
     def healthy(self) -> bool:
         """The cluster answers GET /_cluster/health with status green or yellow."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from b2c_monitoring.auth import Role
+from b2c_monitoring.settings import load_settings
 from b2c_monitoring.stack.apps import Api, Processor
 from b2c_monitoring.stack.base import Part, Ports, Progress, StackLayout, repo_root
 from b2c_monitoring.stack.collector import Collector
@@ -59,7 +60,12 @@ class LocalStack:
         self.elasticsearch = Elasticsearch(layout, logs_index=self.logs_index)
         self.prometheus = Prometheus(layout)
         self.processor = Processor(layout, self.postgres.url, self.processor_token)
-        self.collector = Collector(layout, self.processor_token, self.logs_index)
+        self.collector = Collector(
+            layout,
+            self.processor_token,
+            self.logs_index,
+            redact_patterns=load_settings().log_redact_patterns,
+        )
         self.api = Api(layout, self.postgres.url, self.processor_token)
         parts: list[Part] = [
             self.postgres,

@@ -25,12 +25,21 @@ from pathlib import Path
 from typing import Final
 
 from b2c_monitoring.errors import StackError
-from b2c_monitoring.stack.base import Launch, Ports, Progress, StackLayout, load_versions
+from b2c_monitoring.stack.base import (
+    Launch,
+    Ports,
+    Progress,
+    StackLayout,
+    load_versions,
+    repo_root,
+)
 from b2c_monitoring.stack.system import apt_install
 
 PROMETHEUS_BINARY: Final = Path("/usr/bin/prometheus")
 SCRAPE_INTERVAL: Final = "5s"
 RETENTION: Final = "15d"
+# recording and alerting rules of the pipeline's own failures (promtool-checked)
+RULES_GLOB: Final = "dashboards/prometheus/*.rules.yml"
 
 
 def installed_version() -> str | None:
@@ -73,6 +82,8 @@ def render_config(ports: Ports, *, scrape_interval: str = SCRAPE_INTERVAL) -> st
         f"  scrape_interval: {scrape_interval}",
         f"  evaluation_interval: {scrape_interval}",
         "  scrape_timeout: 4s",
+        "rule_files:",
+        f"  - {json.dumps(str(repo_root() / RULES_GLOB))}",
         "scrape_configs:",
     ]
     for job, port, path in jobs:

@@ -18,6 +18,7 @@ from typing import Any, Final
 import psycopg_pool
 from psycopg.rows import dict_row
 
+from b2c_monitoring.hub.events import health_status_changed
 from b2c_monitoring.processors.health import (
     Component,
     HealthChange,
@@ -27,6 +28,7 @@ from b2c_monitoring.processors.health import (
     expire,
 )
 from b2c_monitoring.storage.db import translate_errors
+from b2c_monitoring.storage.hub_events import publish
 from b2c_monitoring.storage.partitions import PartitionGuard
 
 ComponentKey = tuple[str, str]
@@ -97,6 +99,9 @@ def _lock(cur: Any, keys: Sequence[ComponentKey]) -> dict[ComponentKey, Componen
     return {(r["tenant_id"], r["name"]): component_from_row(r) for r in cur.fetchall()}
 
 
+_TENANT_STATUSES: Final = "SELECT tenant_id, name, status FROM components WHERE tenant_id = ANY(%s)"
+
+
 def _write(
     cur: Any, components: Sequence[Component], changes: Sequence[HealthChange], now: datetime
 ) -> None:
@@ -105,6 +110,12 @@ def _write(
             _UPSERT, [list(col) for col in zip(*(_values(c) for c in components), strict=True)]
         )
     if changes:
+        tenants = sorted({ch.tenant_id for ch in changes})
+        cur.execute(_TENANT_STATUSES, (tenants,))
+        statuses: dict[str, dict[str, HealthStatus]] = {}
+        for r in cur.fetchall():
+            statuses.setdefault(r["tenant_id"], {})[r["name"]] = HealthStatus(r["status"])
+        publish(cur.connection, health_status_changed(changes, statuses))
         with cur.copy(_COPY_CHANGES) as copy:
             for ch in changes:
                 copy.write_row(

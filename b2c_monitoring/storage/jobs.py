@@ -26,9 +26,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from b2c_monitoring.contract import JobState
+from b2c_monitoring.hub.events import job_status_changed
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
 from b2c_monitoring.storage.db import retry_conflicts, translate_errors
+from b2c_monitoring.storage.hub_events import publish
 
 JobKey = tuple[str, str]
 
@@ -335,6 +337,8 @@ class JobStore:
                         [c.error_message for c in changes],
                     ],
                 )
+                job_types = {(j.tenant_id, j.job_id): j.job_type for j in (*inserts, *updates)}
+                publish(conn, job_status_changed(changes, job_types))
             return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
 
     @staticmethod

@@ -16,6 +16,13 @@ gives every index one primary shard, so the key is unique without a point in tim
 (which would freeze the view and hide the new lines a follower is waiting for). A
 record that arrives with a time before a position already served is not seen by a
 reader continuing from that position.
+
+The collector writes each record into the daily index ``<prefix>-YYYY.MM.DD`` of its
+own time (UTC), so readers search ``<prefix>*`` (the single ``<prefix>`` index of the
+first version included). :class:`LogIndices` keeps them: it creates today's and
+tomorrow's index ahead (a search racing the creation by a first write would fail on a
+shard not yet started) and deletes whole indices past the retention, by the date in
+their name; the single index of the first version has no date and is never deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 
 import elasticsearch
@@ -36,10 +43,14 @@ Order = Literal["asc", "desc"]
 
 TENANT_ATTR: Final = "tenant.id"
 JOB_ID_ATTR: Final = "scheduler.job.id"
-# Shown as fields of their own or implied by the job the lines belong to.
-_WELL_KNOWN_ATTRS: Final = frozenset({TENANT_ATTR, JOB_ID_ATTR, "scheduler.job.type"})
+# Shown as fields of their own or implied by the job the lines belong to; and the
+# collector's routing of a record to its daily index, which is no part of the record.
+_WELL_KNOWN_ATTRS: Final = frozenset(
+    {TENANT_ATTR, JOB_ID_ATTR, "scheduler.job.type", "elasticsearch.index"}
+)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+DAY_FORMAT: Final = "%Y.%m.%d"  # the collector's FormatTime(..., "%Y.%m.%d")
 
 
 @dataclass(frozen=True)
@@ -274,3 +285,85 @@ class LogStore:
             )
         hits: list[dict[str, Any]] = response.body.get("hits", {}).get("hits", [])
         return hits
+
+
+# --------------------------------------------------------------------------------------
+# daily indices and their retention
+
+
+def daily_index(prefix: str, day: date) -> str:
+    """The index of the records of ``day`` (UTC), as the collector names it."""
+    return f"{prefix}-{day.strftime(DAY_FORMAT)}"
+
+
+def index_day(prefix: str, index: str) -> date | None:
+    """The day in a daily index's name; None for any other index (``<prefix>`` itself,
+    ``<prefix>-bench-...``), which retention leaves alone."""
+    head = f"{prefix}-"
+    if not index.startswith(head):
+        return None
+    try:
+        return datetime.strptime(index[len(head) :], DAY_FORMAT).date()
+    except ValueError:
+        return None
+
+
+def expired_indices(
+    indices: Sequence[str], prefix: str, retention: timedelta, now: datetime
+) -> list[str]:
+    """The daily indices whose every record is older than ``retention`` at ``now``: the
+    day ended before ``now - retention``. Today's index never is (retention >= 1 day)."""
+    cutoff = now.astimezone(UTC) - retention
+    expired = []
+    for index in indices:
+        day = index_day(prefix, index)
+        if day is None:
+            continue
+        day_end = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
+        if day_end <= cutoff:
+            expired.append(index)
+    return sorted(expired)
+
+
+@dataclass(frozen=True)
+class LogIndicesReport:
+    created: list[str]
+    deleted: list[str]
+
+
+class LogIndices:
+    """The daily log indices ``<prefix>-YYYY.MM.DD``: created ahead, deleted past
+    ``retention`` (whole indices; the zip's Elasticsearch has no ILM)."""
+
+    def __init__(self, client: Elasticsearch, prefix: str, retention: timedelta) -> None:
+        if retention < timedelta(days=1):
+            raise ValueError("log retention must be at least one day")
+        self._es = client
+        self._prefix = prefix
+        self._retention = retention
+
+    def maintain(self, now: datetime) -> LogIndicesReport:
+        """Create today's and tomorrow's index if missing, delete the expired ones."""
+        today = now.astimezone(UTC).date()
+        ahead = (daily_index(self._prefix, today + timedelta(days=d)) for d in (0, 1))
+        created = [index for index in ahead if self._create(index)]
+        with translate_errors():
+            rows = self._es.cat.indices(index=f"{self._prefix}-*", h="index", format="json")
+        names = [str(row["index"]) for row in rows.body if isinstance(row, dict)]
+        expired = expired_indices(names, self._prefix, self._retention, now)
+        if expired:
+            with translate_errors():
+                # explicit names: action.destructive_requires_name refuses wildcards
+                self._es.indices.delete(index=",".join(expired), ignore_unavailable=True)
+        return LogIndicesReport(created=created, deleted=expired)
+
+    def _create(self, index: str) -> bool:
+        with translate_errors():
+            try:
+                self._es.indices.create(index=index, wait_for_active_shards="1")
+            except elasticsearch.BadRequestError as exc:
+                # created meanwhile, e.g. by the collector's first write of the day
+                if exc.message == "resource_already_exists_exception":
+                    return False
+                raise
+        return True

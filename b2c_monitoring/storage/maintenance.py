@@ -6,7 +6,10 @@ at any time: creating is ``IF NOT EXISTS``, rollups are upserts recomputed from 
 finer table, dropping concerns whole partitions past their retention, and a
 component turns ``unknown`` once (claimed with ``SKIP LOCKED``).
 
-``MaintenanceThread`` runs it every ``interval`` in the processor's front process.
+``MaintenanceThread`` runs it every ``interval`` in the processor's front process, and
+with it the log indices' round (``storage/logs.py``, ``LogIndices``: daily indices
+created ahead, whole indices past retention deleted). That round needs no lock (every
+step is idempotent) and runs even when Postgres is down.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import psycopg_pool
 from b2c_monitoring.errors import B2CError
 from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.health import HealthStore
+from b2c_monitoring.storage.hub_events import HUB_EVENTS_KEPT
+from b2c_monitoring.storage.hub_events import prune as prune_hub_events
+from b2c_monitoring.storage.logs import LogIndices
 from b2c_monitoring.storage.metrics import MetricsPolicy
 from b2c_monitoring.storage.partitions import (
     MaintenanceReport,
@@ -42,6 +48,7 @@ def maintain(
             return MaintenanceReport(ran=False)
         try:
             report = maintain_partitions(conn, now, policy.retention)
+            prune_hub_events(conn, now - HUB_EVENTS_KEPT)
         finally:
             release_maintenance_lock(conn)
     report.expired_components = len(HealthStore(pool).expire(policy.stale_after, now))
@@ -57,8 +64,10 @@ class MaintenanceThread:
         policy: MetricsPolicy,
         interval: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        log_indices: LogIndices | None = None,
     ) -> None:
         self._pool = pool
+        self._log_indices = log_indices
         self._policy = policy
         self._interval = interval
         self._clock = clock
@@ -73,6 +82,8 @@ class MaintenanceThread:
         self._thread.join(timeout=30)
 
     def run_once(self) -> MaintenanceReport | None:
+        if self._log_indices is not None:
+            self._maintain_log_indices(self._log_indices)
         try:
             report = maintain(self._pool, self._policy, self._clock())
         except B2CError as exc:
@@ -86,6 +97,19 @@ class MaintenanceThread:
                 report.expired_components,
             )
         return report
+
+    def _maintain_log_indices(self, indices: LogIndices) -> None:
+        try:
+            done = indices.maintain(self._clock())
+        except B2CError as exc:
+            log.warning("log index maintenance failed (next round in %s): %s", self._interval, exc)
+            return
+        if done.created or done.deleted:
+            log.info(
+                "log indices: created %s, deleted past retention %s",
+                ", ".join(done.created) or "none",
+                ", ".join(done.deleted) or "none",
+            )
 
     def _run(self) -> None:
         while not self._stop.is_set():

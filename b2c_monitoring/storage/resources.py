@@ -18,14 +18,17 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from b2c_monitoring.hub.events import resource_metrics_updated
 from b2c_monitoring.processors.resources import (
     VALUE_FIELDS,
     Bucket,
     ResourceSample,
     ResourceWindow,
     derive_all,
+    summarize,
 )
 from b2c_monitoring.storage.db import translate_errors
+from b2c_monitoring.storage.hub_events import publish
 from b2c_monitoring.storage.partitions import Retention, mark_late
 from b2c_monitoring.storage.services import Resolution
 
@@ -133,7 +136,29 @@ def apply_resources(
     cur.execute(
         _UPSERT, [list(col) for col in zip(*(_window_values(w, now) for w in windows), strict=True)]
     )
+    _announce(cur, keys, windows, now)
     return sum(len(v) for v in fresh.values())
+
+
+def _announce(
+    cur: Any, keys: Sequence[OwnerKey], windows: Sequence[ResourceWindow], now: datetime
+) -> None:
+    """``ResourceMetricsUpdated`` for each owner that is a known service (the event
+    names the service by its id; an owner without a service row has none yet)."""
+    cur.execute(_SERVICE_IDS, ([k[0] for k in keys], [k[1] for k in keys]))
+    ids = {(r["tenant_id"], r["name"]): r["id"] for r in cur.fetchall()}
+    updated = [
+        (key[0], ids[key], summarize(window, now))
+        for key, window in zip(keys, windows, strict=True)
+        if key in ids
+    ]
+    publish(cur.connection, resource_metrics_updated(updated))
+
+
+_SERVICE_IDS: Final = """
+SELECT tenant_id, name, id::text AS id FROM services
+WHERE (tenant_id, name) IN (SELECT * FROM unnest(%b::text[], %b::text[]))
+"""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,190 @@
+"""One client's hub connection after its handshake: what it receives, and its methods.
+
+Events reach the client through a bounded queue that one sender task drains, so
+the backplane's offer never waits. A client too slow to keep up fills its queue and
+is closed with ``reload: ...`` and ``allowReconnect``: it reconnects and catches up
+with ``Resume`` (or reloads), instead of holding back everyone else.
+
+Hub methods (client to server; with ``invoke`` the client awaits a completion):
+
+- ``SubscribeJob(jobId)``, ``SubscribeService(serviceId)``, ``SubscribeJobType(jobType)``
+  and their ``Unsubscribe*``: narrow what the connection receives (``subscriptions``);
+- ``Resume(lastEventId)``: replay the events after that id which the connection
+  would have received; answers ``{"replayed": n}``, or ``{"reload": true}`` when they
+  are no longer all kept (the client should reload its state instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from pydantic import JsonValue
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from b2c_monitoring.hub import protocol
+from b2c_monitoring.hub.backplane import frame
+from b2c_monitoring.hub.subscriptions import METHODS, Subscriptions, TooManyKeys
+from b2c_monitoring.storage.hub_events import StoredEvent
+
+_log = logging.getLogger(__name__)
+
+QUEUE_FRAMES: Final = 1000
+PING_INTERVAL_S: Final = 15.0  # the JS client's default keep-alive interval
+CLIENT_TIMEOUT_S: Final = 30.0  # the JS client's default serverTimeout, both ways
+MAX_REPLAY: Final = 10_000
+REAUTHENTICATE_S: Final = 60.0  # a revoked token's connections end within this
+_CLOSE_S: Final = 2.0
+
+# (tenants, after id, up to id) -> the events, or None when some are no longer kept
+Replay = Callable[[frozenset[str] | None, int, int], Awaitable[list[StoredEvent] | None]]
+
+
+class MethodError(Exception):
+    """A hub method refused its arguments; the client's completion carries the text."""
+
+
+class HubConnection:
+    def __init__(self, socket: WebSocket, subscriptions: Subscriptions, live_from: int) -> None:
+        self._socket = socket
+        self._subscriptions = subscriptions
+        self._live_from = live_from  # events after this id are offered live
+        self._queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_FRAMES)
+        self._ended = asyncio.Event()
+        self._close_frame: str | None = None
+
+    @property
+    def tenants(self) -> frozenset[str] | None:
+        return self._subscriptions.tenants
+
+    def offer(self, event: StoredEvent, encoded: str) -> None:
+        if event.id > self._live_from and self._subscriptions.wants(event.event):
+            self._send(encoded)
+
+    def _send(self, encoded: str) -> None:
+        if self._ended.is_set():
+            return
+        try:
+            self._queue.put_nowait(encoded)
+        except asyncio.QueueFull:
+            self.end(
+                "reload: the connection fell too far behind; reconnect and Resume",
+                allow_reconnect=True,
+            )
+
+    def end(self, error: str | None, *, allow_reconnect: bool = False) -> None:
+        """Close the connection (idempotent), telling the client why."""
+        if not self._ended.is_set():
+            self._close_frame = protocol.close(error, allow_reconnect=allow_reconnect)
+            self._ended.set()
+
+    async def run(self, replay: Replay, authorized: Callable[[], Awaitable[bool]]) -> None:
+        """Serve the connection until either side ends it, or its token is revoked."""
+        tasks = [
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._receive_loop(replay)),
+            asyncio.create_task(self._ping_loop()),
+            asyncio.create_task(self._authorization_loop(authorized)),
+        ]
+        try:
+            await self._ended.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # a dead or stalled peer must not hold the closing task for long
+        if self._close_frame is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._socket.send_text(self._close_frame), _CLOSE_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._socket.close(), _CLOSE_S)
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self._socket.send_text(await self._queue.get())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.end(None)
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_S)
+            self._send(protocol.PING_FRAME)
+
+    async def _authorization_loop(self, authorized: Callable[[], Awaitable[bool]]) -> None:
+        while True:
+            await asyncio.sleep(REAUTHENTICATE_S)
+            if not await authorized():
+                self.end("the token was revoked")
+
+    async def _receive_loop(self, replay: Replay) -> None:
+        try:
+            while True:
+                data = await asyncio.wait_for(self._socket.receive_text(), CLIENT_TIMEOUT_S)
+                for message in protocol.split(data):
+                    if not await self._handle(protocol.parse(message), replay):
+                        return
+        except TimeoutError:
+            self.end("the client sent nothing (not even a ping) for too long")
+        except protocol.ProtocolError as exc:
+            self.end(f"protocol error: {exc}")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.end(None)
+
+    async def _handle(self, message: protocol.Message, replay: Replay) -> bool:
+        """Act on one message; False when the client closed."""
+        match message:
+            case protocol.Ping():
+                pass
+            case protocol.Close():
+                self.end(None)
+                return False
+            case protocol.Unsupported(kind=kind, invocation_id=invocation_id):
+                if invocation_id is not None:
+                    self._send(
+                        protocol.completion(
+                            invocation_id, error=f"message type {kind} is not served"
+                        )
+                    )
+            case protocol.Invocation(target=target, arguments=arguments, invocation_id=iid):
+                try:
+                    result = await self._invoke(target, arguments, replay)
+                except MethodError as exc:
+                    if iid is not None:
+                        self._send(protocol.completion(iid, error=str(exc)))
+                else:
+                    if iid is not None:
+                        self._send(protocol.completion(iid, result))
+        return True
+
+    async def _invoke(
+        self, target: str, arguments: tuple[JsonValue, ...], replay: Replay
+    ) -> JsonValue:
+        if target in METHODS:
+            key, subscribe = METHODS[target]
+            if len(arguments) != 1 or not isinstance(arguments[0], str) or not arguments[0]:
+                raise MethodError(f"{target} takes one non-empty string")
+            try:
+                self._subscriptions.change(key, arguments[0], subscribe)
+            except TooManyKeys as exc:
+                raise MethodError(str(exc)) from exc
+            return None
+        if target == "Resume":
+            if len(arguments) != 1 or not isinstance(arguments[0], int) or arguments[0] < 0:
+                raise MethodError("Resume takes the id of the last event received (an integer)")
+            return await self._resume(arguments[0], replay)
+        raise MethodError(f"Unknown hub method '{target}'")
+
+    async def _resume(self, after: int, replay: Replay) -> JsonValue:
+        if after >= self._live_from:
+            return {"replayed": 0}
+        events = await replay(self.tenants, after, self._live_from)
+        if events is None or len(events) > MAX_REPLAY:
+            return {"reload": True}
+        wanted = [e for e in events if self._subscriptions.wants(e.event)]
+        for event in wanted:
+            self._send(frame(event))
+        return {"replayed": len(wanted)}

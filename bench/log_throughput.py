@@ -1,0 +1,310 @@
+"""Log records through the real collector into Elasticsearch: throughput, loss, heap, disk.
+
+Sends OTLP log records over gRPC to the collector of a running local stack at an
+offered rate, waits until every record is searchable in Elasticsearch, and prints the
+figures. The records look like a job's log (a ~120-character body, tenant, job id and
+type, trace and span ids, six more attributes) and pass through every processor of
+the logs pipeline (normalize, redaction, bounds, error patterns).
+
+    uv run b2c stack up
+    uv run python bench/log_throughput.py --seconds 30 --rate 10000
+
+The records carry a time ``--days-ago`` days back (default 9), so they land in that
+day's index of their own and the disk figure is that index's size; the bench refuses
+to run when that index already holds documents, and deletes it at the end unless
+``--keep``. The figures: records offered per second, records stored per second end
+to end (first send to the last record searchable), loss (records sent minus found,
+and documents Elasticsearch refused by the collector's own counter), Elasticsearch's
+heap after the run (and its growth) and the index's disk size per million records,
+after a refresh and after a force merge to one segment (extrapolated from the
+records measured when fewer than a million were sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from b2c_monitoring.stack.base import Part
+from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.storage.logs import daily_index
+
+EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+MESSAGES = (
+    "fetched page {n} of orders from enventa in {ms} ms",
+    "order {n} mapped to ERP document SO-{n} with 14 lines, 2 discounts",
+    "customer {n} has no VAT id; using the default tax class for DE",
+    "retrying PUT https://erp.example/api/orders/{n} after 503 (attempt 2 of 5)",
+)
+
+
+def _kv(key: str, value: str | int) -> KeyValue:
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def batch(run: str, first: int, count: int, at_ns: int) -> bytes:
+    records = []
+    for n in range(first, first + count):
+        job = n // 200  # 200 lines a job
+        records.append(
+            LogRecord(
+                time_unix_nano=at_ns + n,
+                severity_number=9 if n % 10 else 13,  # type: ignore[arg-type]
+                severity_text="INFO" if n % 10 else "WARN",
+                body=AnyValue(
+                    string_value=f"{MESSAGES[n % len(MESSAGES)].format(n=n, ms=n % 900)} [{run}]"
+                ),
+                trace_id=os.urandom(16),
+                span_id=os.urandom(8),
+                attributes=[
+                    _kv("bench.run", run),
+                    _kv("scheduler.job.id", f"{run}-{job}"),
+                    _kv("scheduler.job.type", "ERP_SYNC"),
+                    _kv("erp.page", n % 50),
+                    _kv("erp.order_id", f"SO-{n}"),
+                    _kv("code.function", "sync_orders"),
+                    _kv("thread.name", f"worker-{n % 4}"),
+                ],
+            )
+        )
+    resource = Resource(
+        attributes=[
+            _kv("service.name", "erp-connector"),
+            _kv("service.instance.id", "bench-1"),
+            _kv("tenant.id", f"bench-{run}"),
+        ]
+    )
+    request = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=records)])]
+    )
+    return request.SerializeToString()
+
+
+@dataclass
+class Sent:
+    records: int = 0
+    failed_requests: int = 0
+
+
+def sender(
+    endpoint: str,
+    requests: list[bytes],
+    per_request: int,
+    interval: float,
+    sent: Sent,
+    lock: threading.Lock,
+) -> None:
+    next_at = time.monotonic()
+    with grpc.insecure_channel(endpoint) as channel:
+        export = channel.unary_unary(EXPORT, None, None)
+        for request in requests:
+            try:
+                export(request, timeout=30)
+            except grpc.RpcError:
+                with lock:
+                    sent.failed_requests += 1
+                continue
+            with lock:
+                sent.records += per_request
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+def es(method: str, url: str, **kwargs: Any) -> Any:
+    response = httpx.request(method, url, timeout=600, **kwargs)
+    response.raise_for_status()
+    return response.json()
+
+
+def count(base: str, index: str, run: str) -> int:
+    query = {"query": {"term": {"Attributes.bench.run": run}}}
+    found = httpx.post(f"{base}/{index}/_count", json=query, timeout=30)
+    return int(found.json().get("count", 0)) if found.status_code == 200 else 0
+
+
+def heap(base: str) -> tuple[int, int]:
+    stats = es("GET", f"{base}/_nodes/stats/jvm")
+    [node] = stats["nodes"].values()
+    return int(node["jvm"]["mem"]["heap_used_in_bytes"]), int(
+        node["jvm"]["mem"]["heap_max_in_bytes"]
+    )
+
+
+def store_bytes(base: str, index: str) -> int:
+    # a node caches an index's store size for index.store.stats_refresh_interval (10s)
+    time.sleep(11)
+    stats = es("GET", f"{base}/{index}/_stats/store")
+    return int(stats["indices"][index]["primaries"]["store"]["size_in_bytes"])
+
+
+def refused(telemetry: str) -> float:
+    total = 0.0
+    for line in httpx.get(telemetry, timeout=10).text.splitlines():
+        if (
+            line.startswith("otelcol_elasticsearch_docs_processed{")
+            and 'outcome="success"' not in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of ``pid`` and its descendants (Elasticsearch's JVM is a child
+    of its launcher): on a shared machine the CPU spent per record is steadier than
+    the wall clock."""
+    if pid is None:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    usage: dict[int, float] = {}
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        process = int(stat.parent.name)
+        parents[process] = int(fields[1])
+        usage[process] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += usage.get(current, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="at most 60")
+    parser.add_argument("--rate", type=float, default=10_000.0, help="offered records/s")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--per-request", type=int, default=500)
+    parser.add_argument("--days-ago", type=int, default=9)
+    parser.add_argument("--wait", type=float, default=300.0, help="max seconds to wait for ES")
+    parser.add_argument("--keep", action="store_true", help="keep the bench's index")
+    parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--port-offset", type=int, default=None)
+    args = parser.parse_args()
+    seconds = min(args.seconds, 60.0)
+
+    stack = LocalStack(default_layout(args.home, args.port_offset))
+    base = stack.elasticsearch.url
+    telemetry = stack.collector.endpoints()["telemetry"]
+    endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
+    day = datetime.now(UTC) - timedelta(days=args.days_ago)
+    index = daily_index(stack.logs_index, day.date())
+    existing = httpx.get(f"{base}/{index}/_count", timeout=30)
+    if existing.status_code == 200 and existing.json().get("count"):
+        print(f"{index} already holds documents; choose another --days-ago", file=sys.stderr)
+        return 2
+
+    run = uuid.uuid4().hex[:8]
+    per_worker = max(1, round(args.rate * seconds / args.per_request / args.workers))
+    interval = args.per_request * args.workers / args.rate
+    at_ns = int(day.timestamp() * 1e9)
+    print(f"building {per_worker * args.workers} requests of {args.per_request} records ...")
+    prepared = [
+        [
+            batch(run, (w * per_worker + i) * args.per_request, args.per_request, at_ns)
+            for i in range(per_worker)
+        ]
+        for w in range(args.workers)
+    ]
+    heap_before, heap_max = heap(base)
+    refused_before = refused(telemetry)
+    parts: dict[str, Part] = {"collector": stack.collector, "elasticsearch": stack.elasticsearch}
+    pids = {name: stack.supervisor.pid(part) for name, part in parts.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    sent, lock = Sent(), threading.Lock()
+    started = time.monotonic()
+    threads = [
+        threading.Thread(
+            target=sender, args=(endpoint, prepared[w], args.per_request, interval, sent, lock)
+        )
+        for w in range(args.workers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    send_seconds = time.monotonic() - started
+    found_when_sent = count(base, index, run)
+    print(
+        f"sent {sent.records:,} records in {send_seconds:.1f}s: "
+        f"{sent.records / send_seconds:,.0f} records/s offered; "
+        f"{sent.failed_requests} requests refused by the collector"
+    )
+    print(f"searchable when the sending ended: {found_when_sent:,}")
+
+    deadline = time.monotonic() + args.wait
+    found = last = found_when_sent
+    last_change = time.monotonic()
+    while found < sent.records and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = count(base, index, run)
+        if found != last:
+            last, last_change = found, time.monotonic()
+        elif time.monotonic() - last_change > 60:
+            break  # nothing new for a minute: the rest is lost
+    elapsed = last_change - started if found else time.monotonic() - started
+    lost = sent.records - found
+    print(
+        f"end to end: {found:,}/{sent.records:,} records in {elapsed:.1f}s = "
+        f"{found / elapsed:,.0f} records/s stored; loss: {lost} records; "
+        f"documents refused by Elasticsearch: {refused(telemetry) - refused_before:.0f}"
+    )
+
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    print(
+        "CPU per 100,000 records stored: "
+        + ", ".join(f"{name} {100_000 * used / max(found, 1):.1f} s" for name, used in cpu.items())
+        + f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+    es("POST", f"{base}/{index}/_refresh")
+    heap_after, _ = heap(base)
+    size = store_bytes(base, index)
+    es("POST", f"{base}/{index}/_forcemerge?max_num_segments=1")
+    es("POST", f"{base}/{index}/_flush")
+    merged = store_bytes(base, index)
+    scale = 1_000_000 / max(found, 1)
+    note = "" if found >= 1_000_000 else f" (extrapolated from {found:,})"
+    print(
+        f"Elasticsearch heap: {mib(heap_after)} used of {mib(heap_max)} after the run "
+        f"({mib(heap_before)} before)"
+    )
+    print(
+        f"disk per million records{note}: {mib(size * scale)} as written, "
+        f"{mib(merged * scale)} force-merged ({size / max(found, 1):,.0f} / "
+        f"{merged / max(found, 1):,.0f} bytes a record)"
+    )
+    if not args.keep:
+        es("DELETE", f"{base}/{index}")
+    return 0 if lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
