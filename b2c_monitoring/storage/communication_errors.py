@@ -34,6 +34,7 @@ from b2c_monitoring.storage.logs import (
     Order,
     record_of,
     tenant_filter,
+    text_or_none,
     translate_errors,
 )
 
@@ -321,10 +322,6 @@ def patterns_search(
 # reading the answers (pure)
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
@@ -356,19 +353,19 @@ def error_of(hit: Mapping[str, Any]) -> ServiceError:
 
     return ServiceError(
         record=record,
-        job_id=_str(attr(JOB_ID_ATTR)),
-        event_name=_str(attr(c.EVENT_NAME)),
-        method=_str(attr(METHOD_ATTR)),
-        url=_str(attr(c.URL_FULL)),
+        job_id=text_or_none(attr(JOB_ID_ATTR)),
+        event_name=text_or_none(attr(c.EVENT_NAME)),
+        method=text_or_none(attr(METHOD_ATTR)),
+        url=text_or_none(attr(c.URL_FULL)),
         status_code=_int(attr(STATUS_ATTR)),
-        server_address=_str(attr(c.SERVER_ADDRESS)),
-        error_type=_str(attr(c.ERROR_TYPE)),
-        message=_str(attr(c.EXCEPTION_MESSAGE)) or record.body,
-        request_body=_str(attr(REQUEST_BODY_ATTR)),
-        response_body=_str(attr(RESPONSE_BODY_ATTR)),
+        server_address=text_or_none(attr(c.SERVER_ADDRESS)),
+        error_type=text_or_none(attr(c.ERROR_TYPE)),
+        message=text_or_none(attr(c.EXCEPTION_MESSAGE)) or record.body,
+        request_body=text_or_none(attr(REQUEST_BODY_ATTR)),
+        response_body=text_or_none(attr(RESPONSE_BODY_ATTR)),
         duration_s=_float(attr(c.COMMUNICATION_DURATION)),
-        pattern=_str(attr(PATTERN_ATTR)),
-        fingerprint=_str(attr(FINGERPRINT_ATTR)),
+        pattern=text_or_none(attr(PATTERN_ATTR)),
+        fingerprint=text_or_none(attr(FINGERPRINT_ATTR)),
     )
 
 

@@ -38,6 +38,7 @@ import elasticsearch
 from elasticsearch import Elasticsearch
 
 from b2c_monitoring.errors import StorageRejected, StorageUnavailable
+from b2c_monitoring.unix_time import from_unix_nanos
 
 Order = Literal["asc", "desc"]
 
@@ -49,7 +50,6 @@ _WELL_KNOWN_ATTRS: Final = frozenset(
     {TENANT_ATTR, JOB_ID_ATTR, "scheduler.job.type", "elasticsearch.index"}
 )
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_FORMAT: Final = "%Y.%m.%d"  # the collector's FormatTime(..., "%Y.%m.%d")
 
 
@@ -201,7 +201,8 @@ def _body(source: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, default=str)
 
 
-def _str(value: object) -> str | None:
+def text_or_none(value: object) -> str | None:
+    """A non-empty string from a document, else None."""
     return value if isinstance(value, str) and value else None
 
 
@@ -213,13 +214,13 @@ def record_of(hit: Mapping[str, Any]) -> LogRecord:
         k: v for k, v in _flat(source, "Attributes.").items() if k not in _WELL_KNOWN_ATTRS
     }
     return LogRecord(
-        time=_EPOCH + timedelta(microseconds=int(timestamp_ns) // 1000),
-        severity_text=_str(source.get("SeverityText")),
+        time=from_unix_nanos(int(timestamp_ns)),
+        severity_text=text_or_none(source.get("SeverityText")),
         severity_number=severity if isinstance(severity, int) and severity > 0 else None,
         body=_body(source),
-        trace_id=_str(source.get("TraceId")),
-        span_id=_str(source.get("SpanId")),
-        service_name=_str(source.get("Resource.service.name")),
+        trace_id=text_or_none(source.get("TraceId")),
+        span_id=text_or_none(source.get("SpanId")),
+        service_name=text_or_none(source.get("Resource.service.name")),
         attributes=attributes,
         position=LogPosition(int(timestamp_ns), str(index), int(seq_no)),
     )
