@@ -41,6 +41,9 @@ _PATTERNS: Final = (
 # what the collector's redaction processor puts in place of a custom pattern's match
 CUSTOM_MASK: Final = "****"
 
+# a deployment's own patterns, compiled (compile_patterns)
+Patterns = Sequence[re.Pattern[str]]
+
 
 def compile_patterns(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:
     """The operator's own patterns (``B2C_LOG_REDACT_PATTERNS``), compiled once; a
@@ -54,7 +57,7 @@ def compile_patterns(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:
     return tuple(compiled)
 
 
-def redact(text: str, custom: Sequence[re.Pattern[str]] = ()) -> str:
+def redact(text: str, custom: Patterns = ()) -> str:
     """``text`` with the built-in rules applied, then every match of ``custom`` masked
     (in that order, as in the collector)."""
     for pattern, replacement in _PATTERNS:

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,10 +17,12 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from b2c_monitoring.errors import ConfigError, StackError
+from b2c_monitoring.receivers import metrics, spans
 from b2c_monitoring.redaction import MASK, compile_patterns, redact
 from b2c_monitoring.stack.collector import Collector, render_redaction_config
 from b2c_monitoring.stack.local import LocalStack
-from tests.otlp_builders import kvs
+from tests.otlp_builders import job_span, kvs, trace_request
+from tests.otlp_metric_builders import gauge, metrics_request, point
 from tests.test_pipeline import eventually
 
 # (text with a secret, the secret, what must survive)
@@ -130,6 +133,43 @@ def test_custom_patterns_mask_their_matches_after_the_built_in_rules() -> None:
     )
     with pytest.raises(ConfigError, match="unclosed"):
         compile_patterns(["(unclosed"])
+
+
+def test_the_processor_masks_custom_patterns_in_what_it_stores_in_postgres() -> None:
+    custom = compile_patterns(CUSTOM_PATTERNS)
+    secret = "ORD-SECRET-123456"
+    failed = job_span(
+        {
+            "scheduler.job.id": "j1",
+            "scheduler.job.type": "ERP_SYNC",
+            "scheduler.job.state": "failed",
+            "scheduler.job.metadata.order": f"order {secret}",
+        },
+        error=f"ERP refused {secret}",
+    )
+    [report] = spans.decode_request(trace_request([failed]), "default", custom).reports
+    assert (report.error_message, report.metadata["order"]) == ("ERP refused ****", "order ****")
+
+    checks = metrics_request(
+        [
+            gauge(
+                "connected_service.up",
+                point(0, {"connected_service.name": "erp", "error.type": f"refused {secret}"}),
+            ),
+            gauge(
+                "component.health.status",
+                point(
+                    0,
+                    {"component.name": "db", "component.health.description": f"locked {secret}"},
+                ),
+            ),
+        ]
+    )
+    decoded = metrics.decode_request(checks, "default", datetime.now(UTC), custom)
+    assert (decoded.checks[0].error, decoded.health[0].description) == (
+        "refused ****",
+        "locked ****",
+    )
 
 
 def test_custom_patterns_are_written_for_the_collector_with_dollars_doubled() -> None:

@@ -34,7 +34,7 @@ from b2c_monitoring.processors.health import REPORTED_VALUES, HealthReport
 from b2c_monitoring.processors.resources import ResourceSample
 from b2c_monitoring.processors.services import CheckReport, ServiceType
 from b2c_monitoring.receivers.spans import attributes
-from b2c_monitoring.redaction import redact
+from b2c_monitoring.redaction import Patterns, redact
 from b2c_monitoring.unix_time import from_unix_nanos
 
 MAX_NAME_CHARS: Final = 128
@@ -218,7 +218,11 @@ CheckKey = tuple[str, str, int]  # tenant, service, time (ns)
 
 
 def _check_point(
-    p: _Point, default_tenant: str, now: datetime, checks: dict[CheckKey, _Check]
+    p: _Point,
+    default_tenant: str,
+    now: datetime,
+    checks: dict[CheckKey, _Check],
+    custom: Patterns,
 ) -> None:
     name = _required(p.attrs, c.CONNECTED_SERVICE_NAME, MAX_NAME_CHARS)
     raw_type = _string(p.attrs, c.CONNECTED_SERVICE_TYPE, 32)
@@ -254,10 +258,10 @@ def _check_point(
         check.latency_s = latency
     check.service_type = service_type or check.service_type
     check.address = address or check.address
-    check.error = redact(error) if error else check.error
+    check.error = redact(error, custom) if error else check.error
 
 
-def _health_point(p: _Point, default_tenant: str, now: datetime) -> HealthReport:
+def _health_point(p: _Point, default_tenant: str, now: datetime, custom: Patterns) -> HealthReport:
     _require_kind(p, "gauge", "sum")
     component = _required(p.attrs, c.COMPONENT_NAME, MAX_NAME_CHARS)
     value = _number(p.point)
@@ -274,7 +278,7 @@ def _health_point(p: _Point, default_tenant: str, now: datetime) -> HealthReport
         component=component,
         status=status,
         at=at,
-        description=redact(description) if description else None,
+        description=redact(description, custom) if description else None,
         service_name=_string(p.resource, c.SERVICE_NAME, MAX_NAME_CHARS),
     )
 
@@ -372,17 +376,21 @@ def _resource_point(
 
 
 def decode_request(
-    request: ExportMetricsServiceRequest, default_tenant: str, now: datetime
+    request: ExportMetricsServiceRequest,
+    default_tenant: str,
+    now: datetime,
+    custom: Patterns = (),
 ) -> DecodedMetrics:
+    """``custom``: the deployment's own redaction patterns (``B2C_LOG_REDACT_PATTERNS``)."""
     batch = DecodedMetrics()
     checks: dict[CheckKey, _Check] = {}
     resources: dict[ResourceKey, _Resource] = {}
     for p in _points(request, batch):
         try:
             if p.metric in (c.SERVICE_UP, c.SERVICE_CHECK_DURATION):
-                _check_point(p, default_tenant, now, checks)
+                _check_point(p, default_tenant, now, checks, custom)
             elif p.metric == c.COMPONENT_HEALTH_STATUS:
-                batch.health.append(_health_point(p, default_tenant, now))
+                batch.health.append(_health_point(p, default_tenant, now, custom))
             elif not _resource_point(p, default_tenant, now, resources):
                 batch.ignored += 1
         except InvalidReport as exc:

@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from b2c_monitoring.errors import StorageError
 from b2c_monitoring.receivers.metrics import decode_request
 from b2c_monitoring.receivers.traces import NotStored
+from b2c_monitoring.redaction import Patterns
 from b2c_monitoring.storage.metrics import MetricsStore
 
 
@@ -54,13 +55,15 @@ def count_only(data: bytes) -> MetricsOutcome:
     return MetricsOutcome(received=points, ignored=points)
 
 
-def handle_metrics_export(store: MetricsStore, default_tenant: str, data: bytes) -> MetricsOutcome:
+def handle_metrics_export(
+    store: MetricsStore, default_tenant: str, data: bytes, custom: Patterns = ()
+) -> MetricsOutcome:
     try:
         request = ExportMetricsServiceRequest.FromString(data)
     except DecodeError as exc:
         return MetricsOutcome(not_stored=NotStored(False, f"not an OTLP metrics request: {exc}"))
     now = datetime.now(UTC)
-    batch = decode_request(request, default_tenant, now)
+    batch = decode_request(request, default_tenant, now, custom)
     rejected = [(r.reason, r.message) for r in batch.rejected]
     started = time.perf_counter()
     try:

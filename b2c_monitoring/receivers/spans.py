@@ -29,7 +29,7 @@ from b2c_monitoring.contract import (
 )
 from b2c_monitoring.errors import InvalidReport
 from b2c_monitoring.processors.jobs import JobReport, Scalar
-from b2c_monitoring.redaction import redact
+from b2c_monitoring.redaction import Patterns, redact
 from b2c_monitoring.unix_time import from_unix_nanos
 
 _STATES: Final = {s.value: s for s in JobState}
@@ -59,9 +59,9 @@ def attributes(kvs: Iterable[KeyValue]) -> dict[str, AnyValue]:
     return {kv.key: kv.value for kv in kvs}
 
 
-def _clean(text: str, limit: int) -> str:
+def _clean(text: str, limit: int, custom: Patterns) -> str:
     # Postgres text cannot hold NUL; secrets never reach storage
-    text = redact(text.replace("\x00", ""))
+    text = redact(text.replace("\x00", ""), custom)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -103,7 +103,7 @@ def _int(attrs: Mapping[str, AnyValue], key: str, low: int, high: int) -> int | 
     return number
 
 
-def _metadata(attrs: Mapping[str, AnyValue]) -> dict[str, Scalar]:
+def _metadata(attrs: Mapping[str, AnyValue], custom: Patterns) -> dict[str, Scalar]:
     metadata: dict[str, Scalar] = {}
     for key, value in attrs.items():
         if not key.startswith(c.JOB_METADATA_PREFIX):
@@ -125,7 +125,7 @@ def _metadata(attrs: Mapping[str, AnyValue]) -> dict[str, Scalar]:
         # the store refuse the whole batch
         if isinstance(v, float) and not math.isfinite(v):
             raise InvalidReport(f"{key} is {v}, not a finite number", reason="out_of_range")
-        metadata[name] = _clean(v, MAX_METADATA_VALUE_CHARS) if isinstance(v, str) else v
+        metadata[name] = _clean(v, MAX_METADATA_VALUE_CHARS, custom) if isinstance(v, str) else v
     if len(metadata) > MAX_METADATA_KEYS:
         raise InvalidReport(
             f"{len(metadata)} metadata keys, at most {MAX_METADATA_KEYS}",
@@ -134,25 +134,26 @@ def _metadata(attrs: Mapping[str, AnyValue]) -> dict[str, Scalar]:
     return metadata
 
 
-def _error_message(span: Span, attrs: Mapping[str, AnyValue]) -> str | None:
+def _error_message(span: Span, attrs: Mapping[str, AnyValue], custom: Patterns) -> str | None:
     if span.status.code == Status.STATUS_CODE_ERROR and span.status.message:
-        return _clean(span.status.message, MAX_TEXT_CHARS)
+        return _clean(span.status.message, MAX_TEXT_CHARS, custom)
     for event in span.events:
         if event.name == c.EXCEPTION_EVENT:
             message = attributes(event.attributes).get(c.EXCEPTION_MESSAGE)
             if message is not None and message.WhichOneof("value") == "string_value":
-                return _clean(message.string_value, MAX_TEXT_CHARS)
+                return _clean(message.string_value, MAX_TEXT_CHARS, custom)
             break
     error_type = attrs.get(c.ERROR_TYPE)
     if error_type is not None and error_type.WhichOneof("value") == "string_value":
-        return _clean(error_type.string_value, MAX_TEXT_CHARS)
+        return _clean(error_type.string_value, MAX_TEXT_CHARS, custom)
     return None
 
 
 def decode_span(
-    span: Span, resource: Mapping[str, AnyValue], default_tenant: str
+    span: Span, resource: Mapping[str, AnyValue], default_tenant: str, custom: Patterns = ()
 ) -> JobReport | None:
-    """The report a span carries, ``None`` for an ordinary span; InvalidReport if broken."""
+    """The report a span carries, ``None`` for an ordinary span; InvalidReport if broken.
+    ``custom``: the deployment's own redaction patterns (``B2C_LOG_REDACT_PATTERNS``)."""
     # one pass, keeping only what a job report can use: ordinary spans carry many
     # attributes, and this runs for every span the collector sends
     attrs = {kv.key: kv.value for kv in span.attributes if kv.key.startswith(_RELEVANT_PREFIXES)}
@@ -181,9 +182,9 @@ def decode_span(
         progress=_int(attrs, c.JOB_PROGRESS, 0, 100),
         attempt=_int(attrs, c.JOB_ATTEMPT, 1, 1_000_000),
         retry_of=_string(attrs, c.JOB_RETRY_OF, limit=c.JOB_ID_MAX_CHARS),
-        error_message=_error_message(span, attrs) if state.terminal else None,
+        error_message=_error_message(span, attrs, custom) if state.terminal else None,
         service_name=_string(resource, c.SERVICE_NAME, limit=MAX_TEXT_CHARS),
-        metadata=_metadata(attrs),
+        metadata=_metadata(attrs, custom),
     )
 
 
@@ -195,11 +196,13 @@ def iter_spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Span, dict[
                 yield span, resource
 
 
-def decode_request(request: ExportTraceServiceRequest, default_tenant: str) -> DecodedBatch:
+def decode_request(
+    request: ExportTraceServiceRequest, default_tenant: str, custom: Patterns = ()
+) -> DecodedBatch:
     batch = DecodedBatch()
     for span, resource in iter_spans(request):
         try:
-            report = decode_span(span, resource, default_tenant)
+            report = decode_span(span, resource, default_tenant, custom)
         except InvalidReport as exc:
             batch.rejected.append(exc)
             continue

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from b2c_monitoring.errors import StorageError
 from b2c_monitoring.receivers.spans import decode_request
+from b2c_monitoring.redaction import Patterns
 from b2c_monitoring.storage.jobs import JobStore
 
 
@@ -42,12 +43,14 @@ class TraceOutcome:
 TraceHandler = Callable[[bytes], TraceOutcome]
 
 
-def handle_trace_export(store: JobStore, default_tenant: str, data: bytes) -> TraceOutcome:
+def handle_trace_export(
+    store: JobStore, default_tenant: str, data: bytes, custom: Patterns = ()
+) -> TraceOutcome:
     try:
         request = ExportTraceServiceRequest.FromString(data)
     except DecodeError as exc:
         return TraceOutcome(not_stored=NotStored(False, f"not an OTLP trace export request: {exc}"))
-    batch = decode_request(request, default_tenant)
+    batch = decode_request(request, default_tenant, custom)
     received = len(batch.reports) + len(batch.rejected) + batch.ignored
     rejected = [(r.reason, r.message) for r in batch.rejected]
     started = time.perf_counter()

@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from b2c_monitoring.receivers.metrics_handler import MetricsOutcome, handle_metrics_export
 from b2c_monitoring.receivers.traces import NotStored, TraceOutcome, handle_trace_export
+from b2c_monitoring.redaction import Patterns, compile_patterns
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
@@ -27,15 +28,18 @@ log = logging.getLogger(__name__)
 _store: JobStore | None = None
 _metrics: MetricsStore | None = None
 _default_tenant = ""
+_redact_patterns: Patterns = ()
 
 
 def _init_worker(settings: Settings) -> None:
-    global _store, _metrics, _default_tenant
+    global _store, _metrics, _default_tenant, _redact_patterns
     pool = make_pool(settings.database_url, max_size=2, name="b2c-processor-worker")
     pool.open(wait=False)
     _store = JobStore(pool)
     _metrics = MetricsStore(pool, policy_from(settings))
     _default_tenant = settings.default_tenant
+    # the collector masks these in logs; the same in what the processor stores
+    _redact_patterns = compile_patterns(settings.log_redact_patterns)
 
 
 # A bug must not reach the collector as UNKNOWN, which it does not retry: the batch
@@ -46,7 +50,7 @@ _BUG = "an unexpected error in the processor; see its log"
 def _handle(data: bytes) -> TraceOutcome:
     assert _store is not None, "worker not initialised"
     try:
-        return handle_trace_export(_store, _default_tenant, data)
+        return handle_trace_export(_store, _default_tenant, data, _redact_patterns)
     except Exception:
         log.exception("unexpected error deriving a trace export")
         return TraceOutcome(not_stored=NotStored(True, _BUG))
@@ -55,7 +59,7 @@ def _handle(data: bytes) -> TraceOutcome:
 def _handle_metrics(data: bytes) -> MetricsOutcome:
     assert _metrics is not None, "worker not initialised"
     try:
-        return handle_metrics_export(_metrics, _default_tenant, data)
+        return handle_metrics_export(_metrics, _default_tenant, data, _redact_patterns)
     except Exception:
         log.exception("unexpected error deriving a metrics export")
         return MetricsOutcome(not_stored=NotStored(True, _BUG))
