@@ -273,13 +273,15 @@ def filled(stack: LocalStack) -> Iterator[Filled]:
         return True if row and row[0] else None
 
     eventually(alerts_fired, what="an alert of the job_failed rule")
-    # rates and increases need two samples of a series within their window
+    # rates and increases need two samples of a series within their window; a range
+    # query's last step may fall up to one step (a scrape interval) before its end, so
+    # a third sample makes sure that step still sees two
     for metric in (
         "b2c_processor_rejected_items_total",
         "b2c_api_request_seconds_count",
         'b2c_processor_store_seconds_count{signal="spans"}',
     ):
-        eventually(_prom_has(stack, f"count_over_time({metric}[30s]) >= 2"), what=metric)
+        eventually(_prom_has(stack, f"count_over_time({metric}[30s]) >= 3"), what=metric)
     es = make_client(f"http://127.0.0.1:{stack.layout.ports.elasticsearch}")
     es.indices.refresh(index="b2c-logs*")
     try:
