@@ -97,12 +97,12 @@ class Backplane:
 
     def dispatch(self, events: Iterable[StoredEvent]) -> None:
         for event in events:
-            encoded = frame(event)
             # copies: an offer may end a connection, which removes it from these sets
-            for subscriber in [
-                *self._by_tenant.get(event.event.tenant_id, ()),
-                *self._every_tenant,
-            ]:
+            subscribers = [*self._by_tenant.get(event.event.tenant_id, ()), *self._every_tenant]
+            if not subscribers:
+                continue  # most events of a busy pipeline: encoding them is the cost
+            encoded = frame(event)
+            for subscriber in subscribers:
                 subscriber.offer(event, encoded)
 
     async def _run(self) -> None:
