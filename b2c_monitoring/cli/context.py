@@ -18,7 +18,7 @@ R = TypeVar("R")
 _HINTS = {
     401: "the token is missing, unknown or revoked; set B2C_TOKEN or run 'b2c stack up' for a local one",
     403: "your token's role does not allow this; ask an admin for an operator or admin token",
-    404: "check the id; jobs of tenants outside your token's scope are not visible to it",
+    404: "check the id or name; what belongs to tenants outside your token's scope is not visible to it",
 }
 
 
