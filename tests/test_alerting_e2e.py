@@ -28,6 +28,7 @@ from tests.alert_receivers import HttpReceiver
 from tests.api_process import api_process, cli
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
+from tests.test_pipeline import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +36,6 @@ T = TypeVar("T")
 SECRET = "e2e-hmac-secret-0123456789"
 ERP = "enventa-erp"
 JOBS = 50
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 120, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +180,7 @@ def test_fifty_erp_jobs_failing_in_an_erp_outage_are_one_alert(
                 return down[0]
             return None
 
-        alert = eventually(outage, what="the outage alert gathering fifty jobs")
+        alert = eventually(outage, timeout=120, what="the outage alert gathering fifty jobs")
         time.sleep(3)  # no job pages on its own meanwhile (test_alerting_store: many rounds)
         listed = cli(api_url, secret, "alerts", "list", "--json")
         assert listed.returncode == 0, listed.stderr
@@ -232,7 +222,7 @@ def test_fifty_erp_jobs_failing_in_an_erp_outage_are_one_alert(
             bodies = hook.bodies()
             return bodies if any(b["event"] == "resolved" for b in bodies) else None
 
-        bodies = eventually(resolved, what="the resolution")
+        bodies = eventually(resolved, timeout=120, what="the resolution")
         assert [b["event"] for b in bodies] == ["fired", "resolved"]
         items = api.get("/api/admin/alerts").json()["items"]
         assert [(a["id"], a["state"]) for a in items] == [(alert["id"], "resolved")]
@@ -429,7 +419,7 @@ def test_an_error_rate_above_its_threshold_fires_from_the_logs_and_resolves(
             return probe
 
         try:
-            alert = eventually(alert_in("firing"), what="the error-rate alert")
+            alert = eventually(alert_in("firing"), timeout=120, what="the error-rate alert")
             assert (alert["kind"], alert["serviceName"], alert["details"]["errors"]) == (
                 "error_rate_above",
                 "pim",
