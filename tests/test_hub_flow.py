@@ -136,3 +136,35 @@ def test_the_websocket_itself_refuses_a_wrong_or_probe_token(
         with pytest.raises(InvalidStatus) as refused, _raw(api_on, secret):
             pass
         assert refused.value.response.status_code == 403
+
+
+def test_events_published_while_nobody_listens_are_followed_and_replayed_on_resume(
+    api_on: str, fresh_db: str, fresh_pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    # with no connection, the API follows the ids without reading the events
+    secret = token(fresh_pool, Role.VIEWER, [tenant])
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        with conn.transaction():
+            events = [
+                HubEvent(tenant, "HealthStatusChanged", (f"c{n}", "healthy")) for n in range(3)
+            ]
+            publish(conn, events)
+        missed = [row[0] for row in conn.execute("SELECT id FROM hub_events ORDER BY id")]
+        with _raw(api_on, secret) as socket:
+            with conn.transaction():
+                publish(conn, [HubEvent(tenant, "HealthStatusChanged", ("live", "degraded"))])
+            live = next(m for m in _messages(socket, timeout=30) if m["type"] == 1)
+            assert live["arguments"] == ["live", "degraded", missed[-1] + 1]
+
+            socket.send(
+                json.dumps({"type": 1, "invocationId": "1", "target": "Resume", "arguments": [0]})
+                + RS
+            )
+            replayed: list[object] = []
+            for message in _messages(socket, timeout=30):
+                if message["type"] == 1:
+                    replayed.append(message["arguments"])
+                elif message["type"] == 3:
+                    assert message["result"] == {"replayed": len(missed)}
+                    break
+    assert replayed == [[f"c{n}", "healthy", id_] for n, id_ in enumerate(missed)]

@@ -27,7 +27,13 @@ from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.hub import protocol
 from b2c_monitoring.hub.ordering import Sequencer
 from b2c_monitoring.storage.db import translate_errors
-from b2c_monitoring.storage.hub_events import CHANNEL, StoredEvent, latest_id, read_after
+from b2c_monitoring.storage.hub_events import (
+    CHANNEL,
+    StoredEvent,
+    latest_id,
+    read_after,
+    read_ids_after,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -134,12 +140,23 @@ class Backplane:
                 sequencer = self._sequencer
                 self._following = True
                 while True:
-                    rows, snapshot = await read_after(conn, sequencer.watermark, _BATCH)
                     given_up = sequencer.given_up
-                    self.dispatch(sequencer.advance(rows, snapshot, time.monotonic()))
+                    if self._by_tenant or self._every_tenant:
+                        rows, snapshot = await read_after(conn, sequencer.watermark, _BATCH)
+                        self.dispatch(sequencer.advance(rows, snapshot, time.monotonic()))
+                        read = len(rows)
+                    else:
+                        # nobody to deliver to: follow the ids only
+                        ids, snapshot = await read_ids_after(conn, sequencer.watermark, _BATCH)
+                        if self._by_tenant or self._every_tenant:
+                            # one joined during the read, at the watermark not yet
+                            # advanced: read again, with the events it is owed
+                            continue
+                        sequencer.advance(ids, snapshot, time.monotonic())
+                        read = len(ids)
                     if sequencer.given_up != given_up:
                         _log.warning("hub: gave up waiting for an event id (a stuck writer)")
-                    if len(rows) == _BATCH:
+                    if read == _BATCH:
                         continue
                     timeout = _GAP_POLL_S if sequencer.waiting else _IDLE_CHECK_S
                     # one notification is enough to read again; the read takes them all

@@ -13,8 +13,17 @@ committed is visible to that later read. A gap left open longer than ``give_up_s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from b2c_monitoring.storage.hub_events import Snapshot, StoredEvent
+from b2c_monitoring.storage.hub_events import Snapshot
+
+
+class _Row(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +43,9 @@ class Sequencer:
     def waiting(self) -> bool:
         return bool(self._gaps)
 
-    def advance(self, rows: list[StoredEvent], snapshot: Snapshot, now: float) -> list[StoredEvent]:
+    def advance(self, rows: list[R], snapshot: Snapshot, now: float) -> list[R]:
         """Rows of one read (``id > watermark``, ascending) -> those to deliver now."""
-        deliver: list[StoredEvent] = []
+        deliver: list[R] = []
         for row in rows:
             if row.id <= self.watermark:
                 continue

@@ -120,104 +120,148 @@ def _reported_progress(report: JobReport) -> int:
     return report.progress or 0
 
 
-def _earliest(
-    current: str | None, current_at: int | None, value: str | None, at: datetime
-) -> tuple[str | None, int | None]:
-    """Keep the value of the earliest report that has one (ties: the smaller value)."""
-    if value is None:
-        return current, current_at
-    stamp = _stamp(at)
-    if current is None or current_at is None or (stamp, value) < (current_at, current):
-        return value, stamp
-    return current, current_at
+class _Draft:
+    """A job being folded over reports: mutable inside ``derive_all`` only, so that a
+    batch of reports builds one ``Job`` instead of one per report (the processor runs
+    this for every job-state span)."""
 
+    __slots__ = (
+        "attempt",
+        "completed_at",
+        "created_at",
+        "earliest",
+        "error_message",
+        "job_id",
+        "last_report_at",
+        "metadata",
+        "progress_percent",
+        "provenance",
+        "started_at",
+        "status",
+        "tenant_id",
+    )  # fmt: skip
 
-def _new_job(report: JobReport, now: datetime) -> Job:
-    stamp = _stamp(report.at)
-    provenance: dict[str, int] = {f"metadata.{key}": stamp for key in report.metadata}
-    for name, value in (
-        ("job_type", report.job_type),
-        ("retry_of", report.retry_of),
-        ("service_name", report.service_name),
-    ):
-        if value is not None:
-            provenance[name] = stamp
-    terminal = report.state.terminal
-    return Job(
-        tenant_id=report.tenant_id,
-        job_id=report.job_id,
-        job_type=report.job_type,
-        status=report.state,
-        progress_percent=_reported_progress(report),
-        created_at=report.at,
-        started_at=report.at if report.state is JobState.RUNNING else None,
-        completed_at=report.at if terminal else None,
-        error_message=report.error_message if terminal else None,
-        metadata=dict(report.metadata),
-        attempt=report.attempt or 1,
-        retry_of=report.retry_of,
-        service_name=report.service_name,
-        last_report_at=report.at,
-        updated_at=now,
-        provenance=provenance,
-    )
+    def __init__(self, job: Job) -> None:
+        self.tenant_id = job.tenant_id
+        self.job_id = job.job_id
+        self.status = job.status
+        self.progress_percent = job.progress_percent
+        self.created_at = job.created_at
+        self.started_at = job.started_at
+        self.completed_at = job.completed_at
+        self.error_message = job.error_message
+        self.metadata = dict(job.metadata)
+        self.attempt = job.attempt
+        self.last_report_at = job.last_report_at
+        self.provenance = dict(job.provenance)
+        # the "earliest report wins" fields
+        self.earliest: dict[str, str | None] = {
+            "job_type": job.job_type,
+            "retry_of": job.retry_of,
+            "service_name": job.service_name,
+        }
 
+    @classmethod
+    def new(cls, report: JobReport) -> _Draft:
+        draft = cls.__new__(cls)
+        stamp = _stamp(report.at)
+        terminal = report.state.terminal
+        draft.tenant_id = report.tenant_id
+        draft.job_id = report.job_id
+        draft.status = report.state
+        draft.progress_percent = _reported_progress(report)
+        draft.created_at = report.at
+        draft.started_at = report.at if report.state is JobState.RUNNING else None
+        draft.completed_at = report.at if terminal else None
+        draft.error_message = report.error_message if terminal else None
+        draft.metadata = dict(report.metadata)
+        draft.attempt = report.attempt or 1
+        draft.last_report_at = report.at
+        draft.provenance = {f"metadata.{key}": stamp for key in report.metadata}
+        draft.earliest = {
+            "job_type": report.job_type,
+            "retry_of": report.retry_of,
+            "service_name": report.service_name,
+        }
+        for name, value in draft.earliest.items():
+            if value is not None:
+                draft.provenance[name] = stamp
+        return draft
 
-def _merge(job: Job, report: JobReport, now: datetime) -> Job:
-    status, completed_at, error_message = job.status, job.completed_at, job.error_message
-    if report.state.terminal:
-        if not job.status.terminal or (
-            job.completed_at is not None
-            and _terminal_key(report.state, report.at, report.error_message)
-            < _terminal_key(job.status, job.completed_at, job.error_message)
+    def merge(self, report: JobReport) -> None:
+        at = report.at
+        state = report.state
+        if state.terminal:
+            if not self.status.terminal or (
+                self.completed_at is not None
+                and _terminal_key(state, at, report.error_message)
+                < _terminal_key(self.status, self.completed_at, self.error_message)
+            ):
+                self.status, self.completed_at = state, at
+                self.error_message = report.error_message
+        elif not self.status.terminal and _RANK[state] > _RANK[self.status]:
+            self.status = state
+
+        if state is JobState.RUNNING and (self.started_at is None or at < self.started_at):
+            self.started_at = at
+
+        stamp = _stamp(at)
+        provenance = self.provenance
+        for name, value in (
+            ("job_type", report.job_type),
+            ("retry_of", report.retry_of),
+            ("service_name", report.service_name),
         ):
-            status, completed_at, error_message = report.state, report.at, report.error_message
-    elif not job.status.terminal and _RANK[report.state] > _RANK[job.status]:
-        status = report.state
+            # the value of the earliest report that has one (ties: the smaller value)
+            if value is None:
+                continue
+            current, current_at = self.earliest[name], provenance.get(name)
+            if current is None or current_at is None or (stamp, value) < (current_at, current):
+                self.earliest[name] = value
+                provenance[name] = stamp
 
-    started_at = job.started_at
-    if report.state is JobState.RUNNING and (started_at is None or report.at < started_at):
-        started_at = report.at
+        metadata = self.metadata
+        for key, meta_value in report.metadata.items():
+            seen = provenance.get(f"metadata.{key}")
+            # latest report wins; at the same instant the larger value, so order cannot matter
+            if seen is None or (stamp, repr(meta_value)) > (seen, repr(metadata.get(key))):
+                metadata[key] = meta_value
+                provenance[f"metadata.{key}"] = stamp
 
-    provenance = dict(job.provenance)
-    fields: dict[str, str | None] = {}
-    for name, current, value in (
-        ("job_type", job.job_type, report.job_type),
-        ("retry_of", job.retry_of, report.retry_of),
-        ("service_name", job.service_name, report.service_name),
-    ):
-        kept, kept_at = _earliest(current, provenance.get(name), value, report.at)
-        fields[name] = kept
-        if kept_at is not None:
-            provenance[name] = kept_at
+        self.progress_percent = max(self.progress_percent, _reported_progress(report))
+        self.created_at = min(self.created_at, at)
+        self.attempt = max(self.attempt, report.attempt or 1)
+        self.last_report_at = max(self.last_report_at, at)
 
-    metadata = dict(job.metadata)
-    stamp = _stamp(report.at)
-    for key, meta_value in report.metadata.items():
-        seen = provenance.get(f"metadata.{key}")
-        # latest report wins; at the same instant the larger value, so order cannot matter
-        if seen is None or (stamp, repr(meta_value)) > (seen, repr(metadata.get(key))):
-            metadata[key] = meta_value
-            provenance[f"metadata.{key}"] = stamp
+    def change(self, at: datetime) -> JobChange:
+        return JobChange(
+            tenant_id=self.tenant_id,
+            job_id=self.job_id,
+            status=self.status,
+            progress_percent=self.progress_percent,
+            at=at,
+            error_message=self.error_message if self.status is JobState.FAILED else None,
+        )
 
-    return Job(
-        tenant_id=job.tenant_id,
-        job_id=job.job_id,
-        job_type=fields["job_type"],
-        status=status,
-        progress_percent=max(job.progress_percent, _reported_progress(report)),
-        created_at=min(job.created_at, report.at),
-        started_at=started_at,
-        completed_at=completed_at,
-        error_message=error_message,
-        metadata=metadata,
-        attempt=max(job.attempt, report.attempt or 1),
-        retry_of=fields["retry_of"],
-        service_name=fields["service_name"],
-        last_report_at=max(job.last_report_at, report.at),
-        updated_at=now,
-        provenance=provenance,
-    )
+    def freeze(self, now: datetime) -> Job:
+        return Job(
+            tenant_id=self.tenant_id,
+            job_id=self.job_id,
+            job_type=self.earliest["job_type"],
+            status=self.status,
+            progress_percent=self.progress_percent,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            error_message=self.error_message,
+            metadata=self.metadata,
+            attempt=self.attempt,
+            retry_of=self.earliest["retry_of"],
+            service_name=self.earliest["service_name"],
+            last_report_at=self.last_report_at,
+            updated_at=now,
+            provenance=self.provenance,
+        )
 
 
 def derive(job: Job | None, report: JobReport, now: datetime) -> tuple[Job, list[JobChange]]:
@@ -227,34 +271,32 @@ def derive(job: Job | None, report: JobReport, now: datetime) -> tuple[Job, list
     or an outdated report returns the job unchanged (``updated_at`` included) and
     no change.
     """
-    if job is None:
-        new = _new_job(report, now)
-        return new, [_change(new, report.at)]
-    merged = _merge(job, report, now)
-    if merged == job:
-        return job, []
-    if (merged.status, merged.progress_percent) == (job.status, job.progress_percent):
-        return merged, []
-    return merged, [_change(merged, report.at)]
-
-
-def _change(job: Job, at: datetime) -> JobChange:
-    return JobChange(
-        tenant_id=job.tenant_id,
-        job_id=job.job_id,
-        status=job.status,
-        progress_percent=job.progress_percent,
-        at=at,
-        error_message=job.error_message if job.status is JobState.FAILED else None,
-    )
+    new, changes = derive_all(job, [report], now)
+    assert new is not None
+    return new, changes
 
 
 def derive_all(
     job: Job | None, reports: list[JobReport], now: datetime
 ) -> tuple[Job | None, list[JobChange]]:
-    """Fold several reports of one job, in the order given."""
+    """Fold several reports of one job in the order given: the same as ``derive`` on
+    each in turn, one change per report that moved the status or the progress, and
+    ``job`` itself back when no report changed it."""
+    if not reports:
+        return job, []
     changes: list[JobChange] = []
-    for report in reports:
-        job, more = derive(job, report, now)
-        changes.extend(more)
-    return job, changes
+    if job is None:
+        first, *rest = reports
+        draft = _Draft.new(first)
+        changes.append(draft.change(first.at))
+    else:
+        draft, rest = _Draft(job), reports
+    for report in rest:
+        before = (draft.status, draft.progress_percent)
+        draft.merge(report)
+        if (draft.status, draft.progress_percent) != before:
+            changes.append(draft.change(report.at))
+    after = draft.freeze(now)
+    if job is not None and after == job:
+        return job, []
+    return after, changes

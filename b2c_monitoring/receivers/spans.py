@@ -77,7 +77,7 @@ def _string(
     if kind != "string_value":
         raise InvalidReport(f"{key} must be a string", reason="wrong_type")
     text = value.string_value
-    if not text.strip():
+    if not text or text.isspace():
         raise InvalidReport(f"{key} is empty", reason="missing_attribute")
     if len(text) > limit:
         raise InvalidReport(
@@ -149,8 +149,40 @@ def _error_message(span: Span, attrs: Mapping[str, AnyValue], custom: Patterns) 
     return None
 
 
+class ResourceFields:
+    """What a job report takes from its span's resource, decoded once per resource
+    (an export request carries many spans of one resource), errors included: a
+    broken resource attribute rejects each job span that needs it, as if decoded
+    with the span."""
+
+    __slots__ = ("_service_name", "_tenant")
+
+    def __init__(self, attrs: Mapping[str, AnyValue]) -> None:
+        self._tenant = self._decode(attrs, c.TENANT_ID, MAX_TENANT_CHARS)
+        self._service_name = self._decode(attrs, c.SERVICE_NAME, MAX_TEXT_CHARS)
+
+    @staticmethod
+    def _decode(attrs: Mapping[str, AnyValue], key: str, limit: int) -> str | InvalidReport | None:
+        try:
+            return _string(attrs, key, limit=limit)
+        except InvalidReport as exc:
+            return exc
+
+    @staticmethod
+    def _value(decoded: str | InvalidReport | None) -> str | None:
+        if isinstance(decoded, InvalidReport):
+            raise InvalidReport(decoded.message, reason=decoded.reason)
+        return decoded
+
+    def tenant(self) -> str | None:
+        return self._value(self._tenant)
+
+    def service_name(self) -> str | None:
+        return self._value(self._service_name)
+
+
 def decode_span(
-    span: Span, resource: Mapping[str, AnyValue], default_tenant: str, custom: Patterns = ()
+    span: Span, resource: ResourceFields, default_tenant: str, custom: Patterns = ()
 ) -> JobReport | None:
     """The report a span carries, ``None`` for an ordinary span; InvalidReport if broken.
     ``custom``: the deployment's own redaction patterns (``B2C_LOG_REDACT_PATTERNS``)."""
@@ -167,30 +199,29 @@ def decode_span(
             f"unknown {c.JOB_STATE} {raw_state!r}; expected one of {', '.join(_STATES)}",
             reason="unknown_state",
         )
-    tenant = _string(attrs, c.TENANT_ID, limit=MAX_TENANT_CHARS) or _string(
-        resource, c.TENANT_ID, limit=MAX_TENANT_CHARS
-    )
-    if not span.end_time_unix_nano:
+    tenant = _string(attrs, c.TENANT_ID, limit=MAX_TENANT_CHARS) or resource.tenant()
+    end = span.end_time_unix_nano
+    if not end:
         raise InvalidReport("span has no end time", reason="missing_end_time")
     assert job_id is not None
     return JobReport(
         tenant_id=tenant or default_tenant,
         job_id=job_id,
         state=state,
-        at=from_unix_nanos(span.end_time_unix_nano),
+        at=from_unix_nanos(end),
         job_type=_string(attrs, c.JOB_TYPE, limit=MAX_JOB_TYPE_CHARS, required=True),
         progress=_int(attrs, c.JOB_PROGRESS, 0, 100),
         attempt=_int(attrs, c.JOB_ATTEMPT, 1, 1_000_000),
         retry_of=_string(attrs, c.JOB_RETRY_OF, limit=c.JOB_ID_MAX_CHARS),
         error_message=_error_message(span, attrs, custom) if state.terminal else None,
-        service_name=_string(resource, c.SERVICE_NAME, limit=MAX_TEXT_CHARS),
+        service_name=resource.service_name(),
         metadata=_metadata(attrs, custom),
     )
 
 
-def iter_spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Span, dict[str, AnyValue]]]:
+def iter_spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Span, ResourceFields]]:
     for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
+        resource = ResourceFields(attributes(resource_spans.resource.attributes))
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 yield span, resource

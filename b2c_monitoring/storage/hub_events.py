@@ -23,40 +23,50 @@ from psycopg.types.json import Jsonb
 from pydantic import JsonValue
 
 from b2c_monitoring.hub.events import HubEvent, HubTarget
+from b2c_monitoring.storage.db import copy_rows
 
 CHANNEL: Final = "b2c_hub_events"
 
 # How far back a reconnecting client can catch up; older, it is told to reload.
 HUB_EVENTS_KEPT: Final = timedelta(hours=1)
 
-# The transaction id first, the event id second, in one target list evaluated left to
-# right: the xid is assigned before the id is drawn (see the module docstring).
-_INSERT: Final = f"""
-WITH inserted AS (
-    INSERT INTO hub_events (xid, id, tenant_id, target, arguments, job_id, job_type, service_id)
-    SELECT pg_current_xact_id(), nextval('hub_events_id_seq'), e.*
-    FROM unnest(%b::text[], %b::text[], %b::jsonb[], %b::text[], %b::text[], %b::text[]) AS e
-    RETURNING id
+# COPY, not INSERT ... unnest: a batch of jobs publishes one event per job, and COPY
+# formats its rows in C (storage/db.copy_rows). ``xid`` and ``id`` come from column
+# defaults (0007, 0009); the transaction id is assigned first, by a statement of its
+# own, so it exists before any id is drawn (see the module docstring).
+_ASSIGN_XID: Final = "SELECT pg_current_xact_id()"
+_COPY: Final = (
+    "COPY hub_events (tenant_id, target, arguments, job_id, job_type, service_id) "
+    "FROM STDIN (FORMAT BINARY)"
 )
-SELECT pg_notify('{CHANNEL}', max(id)::text) FROM inserted
-"""
+_TYPES: Final = ("text", "text", "jsonb", "text", "text", "text")
+# currval: the last id this session drew, the highest of the events just written
+_NOTIFY: Final = f"SELECT pg_notify('{CHANNEL}', currval('hub_events_id_seq')::text)"
 
 
 def publish(conn: psycopg.Connection[Any], events: Sequence[HubEvent]) -> None:
-    """Write ``events`` in ``conn``'s open transaction (one statement); nothing if none."""
+    """Write ``events`` in ``conn``'s open transaction; nothing if none."""
     if not events:
         return
-    conn.execute(
-        _INSERT,
-        (
-            [e.tenant_id for e in events],
-            [e.target for e in events],
-            [Jsonb(list(e.arguments)) for e in events],
-            [e.job_id for e in events],
-            [e.job_type for e in events],
-            [e.service_id for e in events],
-        ),
-    )
+    with conn.cursor() as cur:
+        cur.execute(_ASSIGN_XID)
+        copy_rows(
+            cur,
+            _COPY,
+            _TYPES,
+            (
+                (
+                    e.tenant_id,
+                    e.target,
+                    Jsonb(list(e.arguments)),
+                    e.job_id,
+                    e.job_type,
+                    e.service_id,
+                )
+                for e in events
+            ),
+        )
+        cur.execute(_NOTIFY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,26 @@ async def read_after(
     rows = await cur.fetchall()
     snapshot = Snapshot(int(rows[0][0]), frozenset(int(x) for x in rows[0][1]))
     return [_stored(row[2:]) for row in rows if row[2] is not None], snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class EventId:
+    id: int
+
+
+_READ_IDS_AFTER: Final = _READ_AFTER.replace(f"SELECT {_COLUMNS} FROM", "SELECT id FROM")
+
+
+async def read_ids_after(
+    conn: psycopg.AsyncConnection[Any], after_id: int, limit: int
+) -> tuple[list[EventId], Snapshot]:
+    """``read_after`` without the events: a reader with nobody to deliver to still
+    has to follow the ids, and reading and decoding every event's payload was most
+    of an idle API's work under a busy pipeline."""
+    cur = await conn.execute(_READ_IDS_AFTER, (after_id, limit))
+    rows = await cur.fetchall()
+    snapshot = Snapshot(int(rows[0][0]), frozenset(int(x) for x in rows[0][1]))
+    return [EventId(row[2]) for row in rows if row[2] is not None], snapshot
 
 
 async def latest_id(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -5,11 +5,12 @@
 1. lock the stored rows of the batch's jobs (``FOR UPDATE``, in key order, so two
    replicas lock in the same order);
 2. derive every job in Python (``processors/jobs.py``, pure);
-3. insert the new jobs with ``ON CONFLICT DO NOTHING``; a job that another replica
-   inserted meanwhile is not returned, so it is locked, re-derived and updated;
-4. update the changed jobs and append their changes, one ``unnest`` statement each.
+3. insert the new jobs with one ``COPY``, update the changed ones with one ``UPDATE``
+   over ``unnest``ed arrays, and append their changes with one ``COPY``.
 
-A deadlock or serialization failure between replicas retries the whole transaction.
+A deadlock or serialization failure between replicas retries the whole transaction,
+and so does a primary-key violation: another replica inserted one of the new jobs
+meanwhile, and the next attempt finds it in step 1 and merges onto it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from itertools import product
 from typing import Any, Final
 
 import psycopg_pool
+from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -29,7 +31,7 @@ from b2c_monitoring.contract import JobState
 from b2c_monitoring.hub.events import job_status_changed
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
-from b2c_monitoring.storage.db import retry_conflicts, translate_errors
+from b2c_monitoring.storage.db import copy_rows, retry_conflicts, translate_errors
 from b2c_monitoring.storage.hub_events import publish
 
 JobKey = tuple[str, str]
@@ -40,21 +42,20 @@ _COLUMNS: Final = (
     "last_report_at, updated_at, provenance"
 )
 
-# Whole batches in one statement each: one array per column, unnested server-side.
-# Binary parameters (%b): psycopg escapes every element of a text-format array with a
-# regular expression, which was a quarter of a worker's time per batch.
+_COPY_JOBS: Final = f"COPY jobs ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_JOB_TYPES: Final = (
+    "text", "text", "text", "text", "int2", "timestamptz", "timestamptz", "timestamptz",
+    "text", "jsonb", "int4", "text", "text", "timestamptz", "timestamptz", "jsonb",
+)  # fmt: skip
+
+# An update of whole batches in one statement: one array per column, unnested
+# server-side, passed as binary parameters (%b): psycopg escapes every element of a
+# text-format array with a regular expression.
 _ARRAYS: Final = (
     "%b::text[], %b::text[], %b::text[], %b::text[], %b::smallint[], %b::timestamptz[], "
     "%b::timestamptz[], %b::timestamptz[], %b::text[], %b::jsonb[], %b::int[], %b::text[], "
     "%b::text[], %b::timestamptz[], %b::timestamptz[], %b::jsonb[]"
 )
-
-_INSERT: Final = f"""
-INSERT INTO jobs ({_COLUMNS})
-SELECT * FROM unnest({_ARRAYS})
-ON CONFLICT (tenant_id, job_id) DO NOTHING
-RETURNING tenant_id, job_id
-"""
 
 _UPDATE: Final = f"""
 UPDATE jobs AS j SET job_type = u.job_type, status = u.status,
@@ -74,12 +75,11 @@ ORDER BY tenant_id, job_id
 FOR UPDATE
 """
 
-_INSERT_CHANGES: Final = """
-INSERT INTO job_changes (tenant_id, job_id, status, progress_percent, at, error_message,
-    recorded_at)
-SELECT *, %b::timestamptz FROM unnest(%b::text[], %b::text[], %b::text[], %b::smallint[],
-    %b::timestamptz[], %b::text[])
-"""
+_COPY_CHANGES: Final = (
+    "COPY job_changes (tenant_id, job_id, status, progress_percent, at, error_message, "
+    "recorded_at) FROM STDIN (FORMAT BINARY)"
+)
+_CHANGE_TYPES: Final = ("text", "text", "text", "int2", "timestamptz", "text", "timestamptz")
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,13 @@ def _values(job: Job) -> tuple[Any, ...]:
     )
 
 
+def _row(job: Job) -> tuple[Any, ...]:
+    return (job.tenant_id, job.job_id, *_values(job))
+
+
 def _columns(jobs: Sequence[Job]) -> list[list[Any]]:
     """Rows of jobs as one list per column (for the unnest statements)."""
-    return [
-        list(column)
-        for column in zip(*((j.tenant_id, j.job_id, *_values(j)) for j in jobs), strict=True)
-    ]
+    return [list(column) for column in zip(*map(_row, jobs), strict=True)]
 
 
 def group_reports(reports: Iterable[JobReport]) -> dict[JobKey, list[JobReport]]:
@@ -287,18 +288,18 @@ class JobStore:
         if not reports:
             return AppliedBatch(0, [])
         grouped = group_reports(reports)
-        return retry_conflicts(lambda: self._apply_once(grouped, now))
+        return retry_conflicts(lambda: self._apply_once(grouped, now), also=(UniqueViolation,))
 
     def _apply_once(self, grouped: dict[JobKey, list[JobReport]], now: datetime) -> AppliedBatch:
         changes: list[JobChange] = []
+        inserts: list[Job] = []
+        updates: list[Job] = []
         with (
             self._pool.connection() as conn,
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
             stored = self._lock(cur, list(grouped))
-            inserts: list[Job] = []
-            updates: list[Job] = []
             for key, batch in grouped.items():
                 before = stored.get(key)
                 after, job_changes = derive_all(before, batch, now)
@@ -308,35 +309,20 @@ class JobStore:
                 changes.extend(job_changes)
 
             if inserts:
-                cur.execute(_INSERT, _columns(inserts))
-                inserted = {(row["tenant_id"], row["job_id"]) for row in cur.fetchall()}
-                raced = [j for j in inserts if (j.tenant_id, j.job_id) not in inserted]
-                if raced:
-                    # another replica inserted these first: merge onto its rows instead
-                    raced_keys = {(j.tenant_id, j.job_id) for j in raced}
-                    changes = [c for c in changes if (c.tenant_id, c.job_id) not in raced_keys]
-                    now_stored = self._lock(cur, sorted(raced_keys))
-                    for key in sorted(raced_keys):
-                        after, job_changes = derive_all(now_stored[key], grouped[key], now)
-                        if after is not None and after is not now_stored[key]:
-                            updates.append(after)
-                            changes.extend(job_changes)
-
+                copy_rows(cur, _COPY_JOBS, _JOB_TYPES, map(_row, inserts))
             if updates:
                 cur.execute(_UPDATE, _columns(updates))
             if changes:
-                cur.execute(
-                    _INSERT_CHANGES,
-                    [
-                        now,
-                        [c.tenant_id for c in changes],
-                        [c.job_id for c in changes],
-                        [c.status.value for c in changes],
-                        [c.progress_percent for c in changes],
-                        [c.at for c in changes],
-                        [c.error_message for c in changes],
-                    ],
-                )
+                copy_rows(
+                    cur,
+                    _COPY_CHANGES,
+                    _CHANGE_TYPES,
+                    (
+                        (c.tenant_id, c.job_id, c.status.value, c.progress_percent, c.at,
+                         c.error_message, now)
+                        for c in changes
+                    ),
+                )  # fmt: skip
                 job_types = {(j.tenant_id, j.job_id): j.job_type for j in (*inserts, *updates)}
                 publish(conn, job_status_changed(changes, job_types))
             return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
