@@ -4,6 +4,11 @@ Sends job-state reports as OTLP gRPC to the collector of a running local stack
 (each job: pending, running 30 %, running 70 %, succeeded), then waits until every
 job is stored in its final state, and prints the figures.
 
+By default a job's four reports travel in one request, so the processor inserts each
+job once. ``--spread`` sends them about a second apart, in different requests, as
+real jobs report over their run: the processor then inserts a job and updates it
+three times, the heavier path.
+
     uv run b2c stack up
     uv run python bench/job_spans.py --seconds 60 --rate 20000
 
@@ -22,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,35 +49,53 @@ def _kv(key: str, value: str | int) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def batch(tenant: str, first_job: int, jobs: int, run: str) -> ExportTraceServiceRequest:
+def _job_spans(job_id: str, n: int, steps: Iterable[int], now: int) -> list[Span]:
+    trace_id = n.to_bytes(16, "big")
     spans = []
-    now = time.time_ns()
-    for n in range(first_job, first_job + jobs):
-        trace_id = os.urandom(16)
-        job_id = f"{run}-{n}"
-        for step, (state, progress) in enumerate(REPORTS):
-            attrs = [
-                _kv("scheduler.job.id", job_id),
-                _kv("scheduler.job.type", "ERP_SYNC"),
-                _kv("scheduler.job.state", state),
-            ]
-            if progress is not None:
-                attrs.append(_kv("scheduler.job.progress_percent", progress))
-            end = now + step * 1000
-            spans.append(
-                Span(
-                    trace_id=trace_id,
-                    span_id=os.urandom(8),
-                    name=f"job ERP_SYNC {state}",
-                    start_time_unix_nano=end - 500,
-                    end_time_unix_nano=end,
-                    attributes=attrs,
-                )
+    for step in steps:
+        state, progress = REPORTS[step]
+        attrs = [
+            _kv("scheduler.job.id", job_id),
+            _kv("scheduler.job.type", "ERP_SYNC"),
+            _kv("scheduler.job.state", state),
+        ]
+        if progress is not None:
+            attrs.append(_kv("scheduler.job.progress_percent", progress))
+        end = now + step * 1000
+        spans.append(
+            Span(
+                trace_id=trace_id,
+                span_id=os.urandom(8),
+                name=f"job ERP_SYNC {state}",
+                start_time_unix_nano=end - 500,
+                end_time_unix_nano=end,
+                attributes=attrs,
             )
+        )
+    return spans
+
+
+def request(
+    tenant: str, run: str, parts: Iterable[tuple[int, int, Iterable[int]]]
+) -> ExportTraceServiceRequest:
+    """One export request: for each part ``(first_job, jobs, steps)``, those reports of
+    those jobs."""
+    now = time.time_ns()
+    spans = [
+        span
+        for first_job, jobs, steps in parts
+        for n in range(first_job, first_job + jobs)
+        for span in _job_spans(f"{run}-{n}", n, steps, now)
+    ]
     resource = Resource(attributes=[_kv("service.name", "bench"), _kv("tenant.id", tenant)])
     return ExportTraceServiceRequest(
         resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
     )
+
+
+def batch(tenant: str, first_job: int, jobs: int, run: str) -> ExportTraceServiceRequest:
+    """Every report of ``jobs`` jobs in one request."""
+    return request(tenant, run, [(first_job, jobs, range(len(REPORTS)))])
 
 
 @dataclass
@@ -81,42 +105,61 @@ class Sent:
     failed_requests: int = 0
 
 
+@dataclass(frozen=True)
+class Prepared:
+    data: bytes
+    spans: int
+    jobs_finished: int  # jobs whose last report is in this request
+
+
 def prebuild(
-    tenant: str, run: str, worker: int, requests: int, jobs_per_request: int
-) -> list[bytes]:
+    tenant: str, run: str, worker: int, requests: int, jobs_per_request: int, lag: int
+) -> list[Prepared]:
     """Serialized requests made before the clock starts: the sender then costs little CPU
-    on this same machine, and the figures are the pipeline's, not the load generator's."""
+    on this same machine, and the figures are the pipeline's, not the load generator's.
+
+    ``lag`` 0: request ``k`` holds every report of chunk ``k`` (``jobs_per_request``
+    jobs). Otherwise it holds report ``s`` of chunk ``k - s * lag``: a job's reports are
+    ``lag`` requests apart, and the requests hold as many spans as with ``lag`` 0,
+    but for the first and last few.
+    """
     first = worker * 10_000_000
-    return [
-        batch(tenant, first + i * jobs_per_request, jobs_per_request, run).SerializeToString()
-        for i in range(requests)
-    ]
+    steps = len(REPORTS)
+    built = []
+    for k in range(requests + (steps - 1) * lag):
+        parts = [
+            (
+                first + (k - s * lag) * jobs_per_request,
+                jobs_per_request,
+                [s] if lag else range(steps),
+            )
+            for s in (range(steps) if lag else [0])
+            if 0 <= k - s * lag < requests
+        ]
+        spans = sum(jobs * len(list(reported)) for _, jobs, reported in parts)
+        finished = jobs_per_request if 0 <= k - (steps - 1) * lag < requests else 0
+        built.append(Prepared(request(tenant, run, parts).SerializeToString(), spans, finished))
+    return built
 
 
 def sender(
-    endpoint: str,
-    requests: list[bytes],
-    jobs_per_request: int,
-    interval: float,
-    sent: Sent,
-    lock: threading.Lock,
+    endpoint: str, requests: list[Prepared], interval: float, sent: Sent, lock: threading.Lock
 ) -> None:
-    spans_per_request = jobs_per_request * len(REPORTS)
     next_at = time.monotonic()
     with grpc.insecure_channel(endpoint) as channel:
         export = channel.unary_unary(
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export", None, None
         )
-        for request in requests:
+        for prepared in requests:
             try:
-                export(request, timeout=30)
+                export(prepared.data, timeout=30)
             except grpc.RpcError:
                 with lock:
                     sent.failed_requests += 1
                 continue
             with lock:
-                sent.jobs += jobs_per_request
-                sent.spans += spans_per_request
+                sent.jobs += prepared.jobs_finished
+                sent.spans += prepared.spans
             if interval:
                 next_at += interval
                 delay = next_at - time.monotonic()
@@ -141,6 +184,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20_000.0, help="offered spans/s")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--jobs-per-request", type=int, default=100)
+    parser.add_argument(
+        "--spread", action="store_true", help="a job's reports in requests ~1 s apart"
+    )
     parser.add_argument("--wait", type=float, default=300.0, help="max seconds to wait for storage")
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--port-offset", type=int, default=None)
@@ -153,19 +199,21 @@ def main() -> int:
     spans_per_request = args.jobs_per_request * len(REPORTS)
     per_worker = max(1, round(args.rate * args.seconds / spans_per_request / args.workers))
     interval = spans_per_request * args.workers / args.rate
+    # about a second between a job's reports
+    lag = max(1, round(1.0 / interval)) if args.spread else 0
     print(
-        f"building {per_worker * args.workers} requests of {spans_per_request} spans ...",
+        f"building {per_worker * args.workers} requests of {spans_per_request} spans"
+        f"{f', a job reporting every {lag} requests' if lag else ''} ...",
         flush=True,
     )
     prepared = [
-        prebuild(tenant, run, w, per_worker, args.jobs_per_request) for w in range(args.workers)
+        prebuild(tenant, run, w, per_worker, args.jobs_per_request, lag)
+        for w in range(args.workers)
     ]
     sent, lock = Sent(), threading.Lock()
     started = time.monotonic()
     threads = [
-        threading.Thread(
-            target=sender, args=(endpoint, prepared[w], args.jobs_per_request, interval, sent, lock)
-        )
+        threading.Thread(target=sender, args=(endpoint, prepared[w], interval, sent, lock))
         for w in range(args.workers)
     ]
     for t in threads:
@@ -194,7 +242,19 @@ def main() -> int:
         f"end-to-end: {done * len(REPORTS) / elapsed:,.0f} spans/s stored; "
         f"loss: {lost} jobs ({100 * lost / max(sent.jobs, 1):.3f} %)"
     )
-    return 0 if lost == 0 else 1
+    # every report moved its job's status or progress: one timeline row each
+    changes = timeline_rows(stack.postgres.url, tenant)
+    print(f"timeline: {changes} changes stored for {sent.spans} reports sent")
+    return 0 if lost == 0 and changes == sent.spans else 1
+
+
+def timeline_rows(database_url: str, tenant: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM job_changes WHERE tenant_id = %s", (tenant,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 if __name__ == "__main__":
