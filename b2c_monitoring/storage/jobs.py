@@ -89,25 +89,17 @@ class AppliedBatch:
     changes: list[JobChange]
 
 
+_STATES: Final = {state.value: state for state in JobState}
+
+
 def job_from_row(row: dict[str, Any]) -> Job:
-    return Job(
-        tenant_id=row["tenant_id"],
-        job_id=row["job_id"],
-        job_type=row["job_type"],
-        status=JobState(row["status"]),
-        progress_percent=row["progress_percent"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        error_message=row["error_message"],
-        metadata=row["metadata"],
-        attempt=row["attempt"],
-        retry_of=row["retry_of"],
-        service_name=row["service_name"],
-        last_report_at=row["last_report_at"],
-        updated_at=row["updated_at"],
-        provenance=row["provenance"],
-    )
+    return Job(**{**row, "status": _STATES[row["status"]]})
+
+
+def _job_from_tuple(row: tuple[Any, ...]) -> Job:
+    """A job from a row of ``_COLUMNS`` (the order of ``Job``'s fields)."""
+    tenant_id, job_id, job_type, status, *rest = row
+    return Job(tenant_id, job_id, job_type, _STATES[status], *rest)
 
 
 def _values(job: Job) -> tuple[Any, ...]:
@@ -303,7 +295,7 @@ class JobStore:
         changes: list[JobChange] = []
         inserts: list[Job] = []
         updates: list[Job] = []
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        with conn.transaction(), conn.cursor() as cur:
             stored = self._lock(cur, list(grouped))
             for key, batch in grouped.items():
                 before = stored.get(key)
@@ -334,9 +326,9 @@ class JobStore:
             return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
 
     @staticmethod
-    def _lock(cur: Any, keys: list[JobKey]) -> dict[JobKey, Job]:
+    def _lock(cur: psycopg.Cursor[tuple[Any, ...]], keys: list[JobKey]) -> dict[JobKey, Job]:
         cur.execute(_LOCK, ([k[0] for k in keys], [k[1] for k in keys]))
-        return {(row["tenant_id"], row["job_id"]): job_from_row(row) for row in cur.fetchall()}
+        return {(row[0], row[1]): _job_from_tuple(row) for row in cur.fetchall()}
 
     # reads
 
