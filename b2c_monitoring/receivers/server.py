@@ -101,6 +101,7 @@ def serve(settings: Settings) -> None:
         declare_from_file(settings, maintenance_pool)
     alerting = start_alerting(settings)
     workers = WorkerPool(settings, settings.processor_processes)
+    workers.warm()
     start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
     server = build_server(settings, workers, workers.metrics)
     server.start()

@@ -65,6 +65,10 @@ def _handle_metrics(data: bytes) -> MetricsOutcome:
         return MetricsOutcome(not_stored=NotStored(True, _BUG))
 
 
+def _ready() -> bool:
+    return _store is not None
+
+
 class WorkerPool:
     """A TraceHandler (call it) and a MetricsHandler (``metrics``) backed by worker processes."""
 
@@ -73,6 +77,13 @@ class WorkerPool:
         self._processes = processes
         self._lock = threading.Lock()
         self._executor = self._new_executor()
+
+    def warm(self) -> None:
+        """Start every worker now: a spawned worker takes seconds to import, which the
+        first export requests would otherwise wait for."""
+        futures = [self._executor.submit(_ready) for _ in range(self._processes)]
+        for future in futures:
+            future.result()
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
