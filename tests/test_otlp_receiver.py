@@ -170,6 +170,7 @@ def test_worker_processes_derive_and_store_like_the_front_would(fresh_db: str) -
     settings = load_settings(database_url=fresh_db)
     workers = WorkerPool(settings, 2)
     try:
+        workers.warm()
         outcomes = [
             workers(trace_request([job_span(job(f"w-{i}", "running"))]).SerializeToString())
             for i in range(4)
@@ -177,6 +178,8 @@ def test_worker_processes_derive_and_store_like_the_front_would(fresh_db: str) -
     finally:
         workers.close()
     assert [(o.stored, o.not_stored) for o in outcomes] == [(1, None)] * 4
+    # the front counts the changes by status from these
+    assert [o.changes for o in outcomes] == [{"running": 1}] * 4
     pool = make_pool(fresh_db, max_size=1, name="check")
     pool.open(wait=True)
     try:

@@ -82,8 +82,8 @@ class TraceService:
             )
             context.abort(code, f"job-state batch not stored: {outcome.not_stored.message}")
         m.STORED.labels("spans").inc(outcome.stored)
-        for status in outcome.change_statuses:
-            m.JOB_CHANGES.labels(status).inc()
+        for status, count in outcome.changes.items():
+            m.JOB_CHANGES.labels(status).inc(count)
         m.BATCH_SECONDS.labels("spans").observe(time.perf_counter() - started)
         response = trace_service_pb2.ExportTraceServiceResponse()
         if outcome.rejected:

@@ -9,6 +9,7 @@ for bad data or an unavailable store: both are outcomes.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,8 @@ class TraceOutcome:
     stored: int = 0
     ignored: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
-    change_statuses: list[str] = field(default_factory=list)
+    # changes stored, per status they moved their job to
+    changes: dict[str, int] = field(default_factory=dict)
     not_stored: NotStored | None = None
     # the store transaction alone, measured in the worker: its registry is not the front's
     store_seconds: float | None = None
@@ -69,6 +71,6 @@ def handle_trace_export(
         stored=len(batch.reports),
         ignored=batch.ignored,
         rejected=rejected,
-        change_statuses=[c.status.value for c in applied.changes],
+        changes=dict(Counter(c.status.value for c in applied.changes)),
         store_seconds=time.perf_counter() - started,
     )
