@@ -188,7 +188,11 @@ def decode_span(
     ``custom``: the deployment's own redaction patterns (``B2C_LOG_REDACT_PATTERNS``)."""
     # one pass, keeping only what a job report can use: ordinary spans carry many
     # attributes, and this runs for every span the collector sends
-    attrs = {kv.key: kv.value for kv in span.attributes if kv.key.startswith(_RELEVANT_PREFIXES)}
+    attrs: dict[str, AnyValue] = {}
+    for kv in span.attributes:
+        key = kv.key  # each access to a field builds a new Python object
+        if key.startswith(_RELEVANT_PREFIXES):
+            attrs[key] = kv.value
     if c.JOB_ID not in attrs or c.JOB_STATE not in attrs:
         return None
     job_id = _string(attrs, c.JOB_ID, limit=c.JOB_ID_MAX_CHARS, required=True)
