@@ -12,12 +12,18 @@ the logs pipeline (normalize, redaction, bounds, error patterns).
 The records carry a time ``--days-ago`` days back (default 9), so they land in that
 day's index of their own and the disk figure is that index's size; the bench refuses
 to run when that index already holds documents, and deletes it at the end unless
-``--keep``. The figures: records offered per second, records stored per second end
-to end (first send to the last record searchable), loss (records sent minus found,
+``--keep``. The figures: records offered per second, records made searchable per
+second while sending (after the first 5 s), how long after the last send the last
+record became searchable, records stored per second end to end (first send to the
+last record searchable: at most about seconds / (seconds + that lag) of the offered
+rate, so offer more than the rate to be shown), loss (records sent minus found,
 and documents Elasticsearch refused by the collector's own counter), Elasticsearch's
 heap after the run (and its growth) and the index's disk size per million records,
 after a refresh and after a force merge to one segment (extrapolated from the
-records measured when fewer than a million were sent).
+records measured when fewer than a million were sent). ``--warmup N`` first sends N
+seconds of records into the index of the day before and deletes it: a freshly started
+Elasticsearch spends several times its steady CPU a record until its JIT has compiled
+the indexing code (~1 million records).
 """
 
 from __future__ import annotations
@@ -129,6 +135,72 @@ def sender(
                 time.sleep(delay)
 
 
+def send_all(endpoint: str, prepared: list[list[bytes]], per_request: int, interval: float) -> Sent:
+    sent, lock = Sent(), threading.Lock()
+    threads = [
+        threading.Thread(
+            target=sender, args=(endpoint, requests, per_request, interval, sent, lock)
+        )
+        for requests in prepared
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sent
+
+
+def sample_counts(
+    base: str, index: str, run: str, done: threading.Event, out: list[tuple[float, int]]
+) -> None:
+    """(monotonic time, records searchable) about every second until ``done``."""
+    while not done.wait(1.0):
+        out.append((time.monotonic(), count(base, index, run)))
+
+
+def steady_rate(samples: list[tuple[float, int]], started: float, skip: float) -> float | None:
+    """Records made searchable per second while sending, leaving out the first ``skip``
+    seconds (pipeline filling, the first refresh)."""
+    kept = [(t, n) for t, n in samples if t - started >= skip]
+    if len(kept) < 2 or kept[-1][0] <= kept[0][0]:
+        return None
+    return (kept[-1][1] - kept[0][1]) / (kept[-1][0] - kept[0][0])
+
+
+def build(
+    run: str, workers: int, per_worker: int, per_request: int, at_ns: int
+) -> list[list[bytes]]:
+    return [
+        [
+            batch(run, (w * per_worker + i) * per_request, per_request, at_ns)
+            for i in range(per_worker)
+        ]
+        for w in range(workers)
+    ]
+
+
+def warm_up(
+    base: str, endpoint: str, index: str, at_ns: int, args: argparse.Namespace, interval: float
+) -> None:
+    """Send ``--warmup`` seconds of records at the offered rate into an index of their
+    own, wait until they are searchable and delete the index: a freshly started
+    Elasticsearch runs its indexing code interpreted until the JIT has compiled it,
+    and would be measured at several times its steady CPU per record."""
+    run = uuid.uuid4().hex[:8]
+    per_worker = max(1, round(args.rate * args.warmup / args.per_request / args.workers))
+    sent = send_all(
+        endpoint,
+        build(run, args.workers, per_worker, args.per_request, at_ns),
+        args.per_request,
+        interval,
+    )
+    deadline = time.monotonic() + args.wait
+    while count(base, index, run) < sent.records and time.monotonic() < deadline:
+        time.sleep(0.5)
+    es("DELETE", f"{base}/{index}")
+    print(f"warm-up: {sent.records:,} records sent into {index} (deleted)")
+
+
 def es(method: str, url: str, **kwargs: Any) -> Any:
     response = httpx.request(method, url, timeout=600, **kwargs)
     response.raise_for_status()
@@ -136,7 +208,9 @@ def es(method: str, url: str, **kwargs: Any) -> Any:
 
 
 def count(base: str, index: str, run: str) -> int:
-    query = {"query": {"term": {"Attributes.bench.run": run}}}
+    # the run's tenant: an explicitly mapped, indexed field (an unknown attribute such as
+    # bench.run is a doc-values-only keyword, whose term query scans the index)
+    query = {"query": {"term": {"Resource.tenant.id": f"bench-{run}"}}}
     found = httpx.post(f"{base}/{index}/_count", json=query, timeout=30)
     return int(found.json().get("count", 0)) if found.status_code == 200 else 0
 
@@ -203,6 +277,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--per-request", type=int, default=500)
     parser.add_argument("--days-ago", type=int, default=9)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of records sent first (into the index of --days-ago + 1, then deleted)",
+    )
     parser.add_argument("--wait", type=float, default=300.0, help="max seconds to wait for ES")
     parser.add_argument("--keep", action="store_true", help="keep the bench's index")
     parser.add_argument("--home", type=Path, default=None)
@@ -225,33 +305,33 @@ def main() -> int:
     per_worker = max(1, round(args.rate * seconds / args.per_request / args.workers))
     interval = args.per_request * args.workers / args.rate
     at_ns = int(day.timestamp() * 1e9)
+    if args.warmup > 0:
+        warm_day = day - timedelta(days=1)
+        warm_index = daily_index(stack.logs_index, warm_day.date())
+        existing = httpx.get(f"{base}/{warm_index}/_count", timeout=30)
+        if existing.status_code == 200 and existing.json().get("count"):
+            print(
+                f"{warm_index} already holds documents; choose another --days-ago", file=sys.stderr
+            )
+            return 2
+        warm_up(base, endpoint, warm_index, int(warm_day.timestamp() * 1e9), args, interval)
     print(f"building {per_worker * args.workers} requests of {args.per_request} records ...")
-    prepared = [
-        [
-            batch(run, (w * per_worker + i) * args.per_request, args.per_request, at_ns)
-            for i in range(per_worker)
-        ]
-        for w in range(args.workers)
-    ]
+    prepared = build(run, args.workers, per_worker, args.per_request, at_ns)
     heap_before, heap_max = heap(base)
     refused_before = refused(telemetry)
     parts: dict[str, Part] = {"collector": stack.collector, "elasticsearch": stack.elasticsearch}
     pids = {name: stack.supervisor.pid(part) for name, part in parts.items()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
 
-    sent, lock = Sent(), threading.Lock()
+    samples: list[tuple[float, int]] = []
+    sampling = threading.Event()
+    sampler = threading.Thread(target=sample_counts, args=(base, index, run, sampling, samples))
     started = time.monotonic()
-    threads = [
-        threading.Thread(
-            target=sender, args=(endpoint, prepared[w], args.per_request, interval, sent, lock)
-        )
-        for w in range(args.workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    sampler.start()
+    sent = send_all(endpoint, prepared, args.per_request, interval)
     send_seconds = time.monotonic() - started
+    sampling.set()
+    sampler.join()
     found_when_sent = count(base, index, run)
     print(
         f"sent {sent.records:,} records in {send_seconds:.1f}s: "
@@ -259,6 +339,9 @@ def main() -> int:
         f"{sent.failed_requests} requests refused by the collector"
     )
     print(f"searchable when the sending ended: {found_when_sent:,}")
+    steady = steady_rate(samples, started, skip=5.0)
+    if steady is not None:
+        print(f"stored while sending (after the first 5 s): {steady:,.0f} records/s")
 
     deadline = time.monotonic() + args.wait
     found = last = found_when_sent
@@ -272,6 +355,7 @@ def main() -> int:
             break  # nothing new for a minute: the rest is lost
     elapsed = last_change - started if found else time.monotonic() - started
     lost = sent.records - found
+    print(f"last record searchable {elapsed - send_seconds:.1f}s after the sending ended")
     print(
         f"end to end: {found:,}/{sent.records:,} records in {elapsed:.1f}s = "
         f"{found / elapsed:,.0f} records/s stored; loss: {lost} records; "
