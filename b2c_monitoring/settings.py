@@ -7,6 +7,7 @@ the settings they need as arguments; nothing deep inside reads the environment.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +45,9 @@ class Settings(BaseSettings):
     processor_token: str = DEVELOPMENT_PROCESSOR_TOKEN
     # gRPC threads of the front; derivation runs in processor_processes worker processes
     processor_workers: int = Field(default=8, ge=1, le=64)
-    processor_processes: int = Field(default=2, ge=1, le=64)
+    # one more than the cores: each worker waits on Postgres for part of every batch
+    # (at 2 cores, 3 workers kept up with 19,900 spans/s, 2 with 19,200)
+    processor_processes: int = Field(default_factory=lambda: (os.cpu_count() or 1) + 1, ge=1, le=64)
     processor_max_message_bytes: int = 64 * 1024 * 1024
 
     # the admin API

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import JsonValue
@@ -58,7 +59,7 @@ def publish(conn: psycopg.Connection[Any], events: Sequence[HubEvent]) -> None:
                 (
                     e.tenant_id,
                     e.target,
-                    Jsonb(list(e.arguments)),
+                    Jsonb(list(e.arguments), orjson.dumps),
                     e.job_id,
                     e.job_type,
                     e.service_id,

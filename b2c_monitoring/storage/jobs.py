@@ -24,11 +24,12 @@ from datetime import datetime
 from itertools import product
 from typing import Any, Final
 
+import orjson
 import psycopg
 import psycopg_pool
 from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.hub.events import job_status_changed
@@ -102,6 +103,7 @@ def _job_from_tuple(row: tuple[Any, ...]) -> Job:
     return Job(tenant_id, job_id, job_type, _STATES[status], *rest)
 
 
+# orjson: a tenth of json.dumps' time, for the two documents of every job written
 def _values(job: Job) -> tuple[Any, ...]:
     return (
         job.job_type,
@@ -111,13 +113,13 @@ def _values(job: Job) -> tuple[Any, ...]:
         job.started_at,
         job.completed_at,
         job.error_message,
-        Jsonb(dict(job.metadata)),
+        Jsonb(dict(job.metadata), orjson.dumps),
         job.attempt,
         job.retry_of,
         job.service_name,
         job.last_report_at,
         job.updated_at,
-        Jsonb(dict(job.provenance)),
+        Jsonb(dict(job.provenance), orjson.dumps),
     )
 
 
@@ -327,6 +329,8 @@ class JobStore:
 
     @staticmethod
     def _lock(cur: psycopg.Cursor[tuple[Any, ...]], keys: list[JobKey]) -> dict[JobKey, Job]:
+        # two documents a stored job: orjson parses them in a tenth of json.loads' time
+        set_json_loads(orjson.loads, cur)
         cur.execute(_LOCK, ([k[0] for k in keys], [k[1] for k in keys]))
         return {(row[0], row[1]): _job_from_tuple(row) for row in cur.fetchall()}
 
