@@ -335,11 +335,6 @@ def collector_env(layout: StackLayout, processor_token: str, es_logs_index: str)
         "B2C_COLLECTOR_TELEMETRY_HOST": LOOPBACK,
         "B2C_COLLECTOR_TELEMETRY_PORT": str(ports.collector_telemetry),
         "B2C_COLLECTOR_STORAGE_DIR": str(layout.data("collector") / "file_storage"),
-        # Go's GC was a fifth of the collector's CPU under load: collect less often
-        # (peak memory ~110 -> ~170 MiB), and harder again near the memory_limiter's
-        # 1 GiB, before it would refuse data
-        "GOGC": "300",
-        "GOMEMLIMIT": "800MiB",
     }
 
 
@@ -439,8 +434,16 @@ class Collector:
                 "--config",
                 str(self.redaction_config_path),
             ],
-            # the daily index of a record is a UTC date; FormatTime(Now()) uses the zone
-            env={**self.env(), "TZ": "UTC"},
+            env={
+                **self.env(),
+                # the daily index of a record is a UTC date; FormatTime(Now()) uses the zone
+                "TZ": "UTC",
+                # Go's GC was a fifth of the collector's CPU under load: collect less often
+                # (peak memory ~110 -> ~170 MiB), and harder again near the
+                # memory_limiter's 1 GiB, before it would refuse data
+                "GOGC": "300",
+                "GOMEMLIMIT": "800MiB",
+            },
         )
 
     def healthy(self) -> bool:
