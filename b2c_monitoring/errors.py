@@ -94,12 +94,14 @@ class DeliveryFailed(B2CError):
 
 
 class ApiError(B2CError):
-    """A problem document (RFC 9457) returned by the admin API."""
+    """A problem document (RFC 9457) returned by the admin API; ``hint`` is what the
+    command that asked suggests doing next, where it knows better than the status."""
 
     def __init__(self, message: str, *, status: int, problem: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.problem = problem or {}
+        self.hint: str | None = None
 
 
 class ApiUnreachable(ApiError):

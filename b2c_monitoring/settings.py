@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # the admin API
     api_url: str = "http://127.0.0.1:8000"
+    # the hub checks the token of each open connection this often, and closes the
+    # connections of a revoked one (hub/connection.py)
+    hub_reauthenticate_s: float = Field(default=60.0, ge=0.1, le=3600)
 
     # Connected services (processors/services.py). Flap damping: a service turns down after
     # B2C_SERVICE_DOWN_AFTER failed checks in a row, comes back after B2C_SERVICE_UP_AFTER
@@ -91,6 +94,10 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=5, ge=0.1, le=3600)
     notify_backoff_max_s: float = Field(default=600, ge=1, le=86400)
     notify_max_age_s: int = Field(default=86400, ge=60, le=30 * 86400)
+    # The maintenance round deletes alerts resolved more than B2C_ALERT_RETENTION_DAYS ago,
+    # with their history and notifications; open alerts stay. At least 2 days: longer
+    # than the longest cool-down (1 day), within which a resolved alert may reopen.
+    alert_retention_days: int = Field(default=90, ge=2, le=3650)
     # a command declined by the runners that polled fails once none took it this long
     job_command_decline_window_s: int = Field(default=10, ge=1, le=3600)
 

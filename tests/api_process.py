@@ -78,5 +78,5 @@ def cli_env(api_url: str, secret: str) -> dict[str, str]:
         "B2C_API_URL": api_url,
         "B2C_TOKEN": secret,
         "NO_COLOR": "1",
-        "COLUMNS": "200",
+        "COLUMNS": "250",
     }

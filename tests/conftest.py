@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import psycopg
+import psycopg_pool
 import pytest
 
 from b2c_monitoring.stack.base import Ports, StackLayout, repo_root
 from b2c_monitoring.stack.postgres import Postgres
 from b2c_monitoring.stack.supervisor import Supervisor
+from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.migrations import migrate
 
 if TYPE_CHECKING:
@@ -100,3 +103,31 @@ def fresh_db(postgres: Postgres, template_db: str) -> Iterator[str]:
 def tenant() -> str:
     """A tenant of this test's own: end-to-end tests share the stack's database."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def pool(
+    stack: LocalStack, request: pytest.FixtureRequest
+) -> Iterator[psycopg_pool.ConnectionPool]:
+    """A small pool on the stack's database, named after the test module. Storage tests
+    override it with one on their ``fresh_db``."""
+    p = make_pool(stack.postgres.url, max_size=2, name=request.module.__name__.split(".")[-1])
+    p.open(wait=True)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An API process of the test module's own, from the checkout (``tests/api_process.py``
+    says why). A module that tests the stack's own API overrides it with that URL."""
+    from tests.api_process import api_process
+
+    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
+        yield url
+
+
+@pytest.fixture
+def api(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        yield client

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,13 +22,12 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from b2c_monitoring.alerting.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from b2c_monitoring.auth import Role
 from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.tokens import TokenStore
 from tests.alert_receivers import HttpReceiver
-from tests.api_process import api_process, cli
+from tests.api_process import cli
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
-from tests.test_pipeline import eventually
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +35,6 @@ T = TypeVar("T")
 SECRET = "e2e-hmac-secret-0123456789"
 ERP = "enventa-erp"
 JOBS = 50
-
-
-@pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="alerting-e2e")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
-def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
-        yield url
 
 
 def _post(stack: LocalStack, signal: str, body: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -640,3 +641,82 @@ def test_alerts_page_newest_first_without_gaps_or_repeats(
         decode_cursor("bm90IGEgY3Vyc29y")
     only = store.page(AlertFilter(tenants=[T], service="svc-3", kinds=["service_down"]), T0)[0]
     assert [a.service_name for a in only] == ["svc-3"]
+
+
+def _rows_of(pool: psycopg_pool.ConnectionPool, alert_id: str) -> tuple[int, int, int]:
+    """The history, notification and delivery attempt rows of an alert."""
+    with pool.connection() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM alert_events WHERE alert_id = %(id)s), "
+            "(SELECT count(*) FROM notifications WHERE alert_id = %(id)s), "
+            "(SELECT count(*) FROM notification_attempts a JOIN notifications n "
+            " ON n.id = a.notification_id WHERE n.alert_id = %(id)s)",
+            {"id": alert_id},
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def test_resolved_alerts_past_retention_are_deleted_with_their_rows_and_open_ones_never(
+    pool: psycopg_pool.ConnectionPool,
+) -> None:
+    other = "globex"
+    ops = Principal("tok-2", "ops", Role.ADMIN, (T, other))
+    # a receiver of the other tenant stays unreachable and is tried for a year
+    patient = Notifier(pool, replace(FAST, max_age=timedelta(days=365)))
+    long_ago, ten_days_ago = T0 - timedelta(days=100), T0 - timedelta(days=10)
+    hook = HttpReceiver()
+    try:
+        channel(pool, ChannelKind.WEBHOOK, {"url": hook.url}, SECRET)
+        AlertConfigStore(pool).create_channel(
+            other,
+            "unreachable",
+            ChannelKind.WEBHOOK,
+            {"url": f"http://127.0.0.1:{closed_port()}/hook"},
+            SECRET,
+            Severity.INFO,
+            ops,
+            T0,
+        )
+        add_rule(pool, {"kind": "service_down", "checks": 1})
+        add_rule(pool, {"kind": "service_down", "checks": 1}, tenant=other)
+        for name in ("old", "recent", "open", "acked"):
+            set_service(pool, name, "down", "down", 1)
+        set_service(pool, "unsent", "down", "down", 1, tenant=other)
+        ev = evaluator(pool)
+        ev.run_once(long_ago)
+        patient.run_once(long_ago)
+        started = {a.service_name: a for a in alerts(pool)}
+        AlertStore(pool).acknowledge(started["acked"].id, OPS, long_ago + timedelta(minutes=1))
+        set_service(pool, "old", "up", "up", 1)
+        set_service(pool, "unsent", "up", "up", 1, tenant=other)
+        ev.run_once(long_ago + timedelta(minutes=2))
+        set_service(pool, "recent", "up", "up", 1)
+        ev.run_once(ten_days_ago)
+        patient.run_once(ten_days_ago)
+    finally:
+        hook.stop()
+    [unsent] = AlertStore(pool).page(AlertFilter(tenants=[other]), T0)[0]
+    assert unsent.state == "resolved"
+    assert [n.state for n in NotificationStore(pool).for_alert(unsent.id)] == ["pending"] * 2
+    old = started["old"].id
+    assert _rows_of(pool, old) == (2, 2, 2)  # fired and resolved: history, outbox, sent once
+
+    report = maintain(pool, policy_from(load_settings()), T0)  # 90 days by default
+
+    assert report.pruned_alerts == 1
+    assert {a.service_name: a.state for a in alerts(pool)} == {
+        "recent": "resolved",  # resolved 10 days ago, though it started 100 days ago
+        "open": "firing",
+        "acked": "acknowledged",
+    }
+    assert _rows_of(pool, old) == (0, 0, 0)
+    # resolved 100 days ago, but its notifications are still being tried
+    assert AlertStore(pool).page(AlertFilter(tenants=[other]), T0)[0] == [unsent]
+    # B2C_ALERT_RETENTION_DAYS: a shorter retention reaches the recent one; open ones stay
+    shorter = maintain(pool, policy_from(load_settings(alert_retention_days=7)), T0)
+    assert shorter.pruned_alerts == 1
+    assert {a.service_name: a.state for a in alerts(pool)} == {
+        "open": "firing",
+        "acked": "acknowledged",
+    }

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -17,9 +16,9 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import JobReport
 from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.tokens import TokenStore
+from tests.api_process import cli
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
@@ -28,17 +27,9 @@ T = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="api-test")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.layout.ports.api}", timeout=10) as client:
-        yield client
+def api_url(stack: LocalStack) -> str:
+    """The stack's own API process: this module tests it."""
+    return f"http://127.0.0.1:{stack.layout.ports.api}"
 
 
 def seed(pool: psycopg_pool.ConnectionPool, tenant: str, job_id: str) -> None:
@@ -140,30 +131,12 @@ def test_the_openapi_document_describes_the_job_and_its_problems(api: httpx.Clie
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
-def _cli(stack: LocalStack, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "B2C_API_URL": f"http://127.0.0.1:{stack.layout.ports.api}",
-        "B2C_TOKEN": secret,
-        "NO_COLOR": "1",
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "b2c_monitoring", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_b2c_jobs_show_prints_a_table_and_json_exactly_as_the_api(
-    stack: LocalStack, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+    api_url: str, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
 ) -> None:
     seed(pool, tenant, "cli-job")
     secret = token(pool, Role.VIEWER, [tenant])
-    as_json = _cli(stack, secret, "jobs", "show", "cli-job", "--json")
+    as_json = cli(api_url, secret, "jobs", "show", "cli-job", "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert (
         as_json.stdout.strip()
@@ -171,12 +144,12 @@ def test_b2c_jobs_show_prints_a_table_and_json_exactly_as_the_api(
     )
     assert json.loads(as_json.stdout)["status"] == "failed"
 
-    table = _cli(stack, secret, "jobs", "show", "cli-job")
+    table = cli(api_url, secret, "jobs", "show", "cli-job")
     assert table.returncode == 0, table.stderr
     assert "PIM_IMPORT" in table.stdout
     assert "PIM timeout" in table.stdout
 
-    missing = _cli(stack, secret, "jobs", "show", "no-such-job")
+    missing = cli(api_url, secret, "jobs", "show", "no-such-job")
     assert missing.returncode == 1
     assert "no job 'no-such-job'" in missing.stderr
 

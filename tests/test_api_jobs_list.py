@@ -10,9 +10,6 @@ never lists all tenants without a tenant filter.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,36 +21,14 @@ import pytest
 from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import JobReport, Scalar
-from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
-from tests.api_process import api_process
+from tests.api_process import cli
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY_AGO = NOW - timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="api-list-test")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
-def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
-        yield url
-
-
-@pytest.fixture
-def api(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture
@@ -373,24 +348,6 @@ def test_the_openapi_document_describes_the_list(api: httpx.Client) -> None:
     assert "put" in doc["paths"]["/api/admin/job-types/{job_type}/windows"]
 
 
-def _cli(api_url: str, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "B2C_API_URL": api_url,
-        "B2C_TOKEN": secret,
-        "NO_COLOR": "1",
-        "COLUMNS": "250",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "b2c_monitoring", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_b2c_jobs_list_prints_a_table_and_json_exactly_as_the_api(
     api_url: str, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
 ) -> None:
@@ -403,9 +360,7 @@ def test_b2c_jobs_list_prints_a_table_and_json_exactly_as_the_api(
     )
     secret = token(pool, Role.VIEWER, [tenant])
 
-    as_json = _cli(
-        api_url, secret, "jobs", "list", "--status", "failed", "--since", "24h", "--json"
-    )
+    as_json = cli(api_url, secret, "jobs", "list", "--status", "failed", "--since", "24h", "--json")
     assert as_json.returncode == 0, as_json.stderr
     expected = api.get(
         "/api/admin/jobs",
@@ -415,28 +370,28 @@ def test_b2c_jobs_list_prints_a_table_and_json_exactly_as_the_api(
     assert as_json.stdout.strip() == expected.text.strip()
     assert ids(json.loads(as_json.stdout)) == ["cli-failed"]
 
-    table = _cli(api_url, secret, "jobs", "list", "--tenant", tenant)
+    table = cli(api_url, secret, "jobs", "list", "--tenant", tenant)
     assert table.returncode == 0, table.stderr
     rows = {line.split()[1]: line for line in table.stdout.splitlines() if "cli-" in line}
     assert set(rows) == {"cli-failed", "cli-stalled", "cli-ancient"}
     assert "stalled" in rows["cli-stalled"]
     assert "PIM 502" in rows["cli-failed"]
 
-    paged = _cli(api_url, secret, "jobs", "list", "--limit", "2")
+    paged = cli(api_url, secret, "jobs", "list", "--limit", "2")
     assert "next page: --cursor " in paged.stdout
     cursor = paged.stdout.split("--cursor ")[1].split()[0]
-    rest = _cli(api_url, secret, "jobs", "list", "--limit", "2", "--cursor", cursor, "--json")
+    rest = cli(api_url, secret, "jobs", "list", "--limit", "2", "--cursor", cursor, "--json")
     assert ids(json.loads(rest.stdout)) == ["cli-ancient"]
 
-    searched = _cli(api_url, secret, "jobs", "list", "--search", "pim 5", "--flag", "stalled")
+    searched = cli(api_url, secret, "jobs", "list", "--search", "pim 5", "--flag", "stalled")
     assert searched.returncode == 0, searched.stderr
     assert "no jobs match" in searched.stdout
 
 
 def test_b2c_jobs_list_says_what_went_wrong(api_url: str) -> None:
-    refused = _cli(api_url, "b2c_not-a-token", "jobs", "list")
+    refused = cli(api_url, "b2c_not-a-token", "jobs", "list")
     assert refused.returncode == 1
     assert "401" in refused.stderr
-    bad = _cli(api_url, "b2c_not-a-token", "jobs", "list", "--since", "yesterday")
+    bad = cli(api_url, "b2c_not-a-token", "jobs", "list", "--since", "yesterday")
     assert bad.returncode == 2
     assert "neither a duration" in bad.stderr

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,26 +26,18 @@ from b2c_monitoring.processors.resources import ResourceSample
 from b2c_monitoring.processors.services import CheckReport, DampingPolicy, ServiceType
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.metrics import MetricsPolicy, MetricsStore, policy_from
-from tests.test_pipeline import eventually
+from tests.api_process import cli
+from tests.polling import eventually
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="api-services-test")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.layout.ports.api}", timeout=30) as client:
-        yield client
+def api_url(stack: LocalStack) -> str:
+    """The stack's own API process: this module tests it."""
+    return f"http://127.0.0.1:{stack.layout.ports.api}"
 
 
 def store(pool: psycopg_pool.ConnectionPool, **policy: Any) -> MetricsStore:
@@ -519,26 +508,8 @@ def test_the_openapi_document_describes_services_and_health(api: httpx.Client) -
 # the CLI
 
 
-def _cli(stack: LocalStack, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "B2C_API_URL": f"http://127.0.0.1:{stack.layout.ports.api}",
-        "B2C_TOKEN": secret,
-        "NO_COLOR": "1",
-        "COLUMNS": "250",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "b2c_monitoring", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_b2c_monitor_prints_tables_and_json_exactly_as_the_api(
-    stack: LocalStack,
+    api_url: str,
     api: httpx.Client,
     pool: psycopg_pool.ConnectionPool,
     tenant: str,
@@ -560,7 +531,7 @@ def test_b2c_monitor_prints_tables_and_json_exactly_as_the_api(
     ).raise_for_status()
 
     def same(args: list[str], path: str, params: dict[str, str] | None = None) -> None:
-        result = _cli(stack, secret, *args, "--json")
+        result = cli(api_url, secret, *args, "--json")
         assert result.returncode == 0, result.stderr
         expected = api.get(path, params=params, headers=bearer(secret)).json()
         got = json.loads(result.stdout)
@@ -578,26 +549,26 @@ def test_b2c_monitor_prints_tables_and_json_exactly_as_the_api(
         {"component": "catalog"},
     )
 
-    history = _cli(stack, secret, "monitor", "health", "--history", "24h", "--json")
+    history = cli(api_url, secret, "monitor", "health", "--history", "24h", "--json")
     assert history.returncode == 0, history.stderr
     assert [c["status"] for c in json.loads(history.stdout)["items"]] == ["healthy"]
 
-    tested = _cli(stack, secret, "monitor", "services", "--test", "enventa-erp", "--json")
+    tested = cli(api_url, secret, "monitor", "services", "--test", "enventa-erp", "--json")
     assert tested.returncode == 0, tested.stderr
     assert json.loads(tested.stdout)["status"] == "up"
 
-    table = _cli(stack, secret, "monitor", "services")
+    table = cli(api_url, secret, "monitor", "services")
     assert table.returncode == 0, table.stderr
     assert "crm-db" in table.stdout
     assert "enventa-erp" in table.stdout
-    health_table = _cli(stack, secret, "monitor", "health")
+    health_table = cli(api_url, secret, "monitor", "health")
     assert "overall: healthy" in health_table.stdout
     assert "all good" in health_table.stdout
-    resources = _cli(stack, secret, "monitor", "services", "--resources", "crm-db")
+    resources = cli(api_url, secret, "monitor", "services", "--resources", "crm-db")
     assert "10.0 %" in resources.stdout
 
-    missing = _cli(stack, secret, "monitor", "services", "--test", "no-such-service")
+    missing = cli(api_url, secret, "monitor", "services", "--test", "no-such-service")
     assert missing.returncode == 1
     assert "no service 'no-such-service'" in missing.stderr
-    bad = _cli(stack, secret, "monitor", "health", "--history", "yesterday")
+    bad = cli(api_url, secret, "monitor", "health", "--history", "yesterday")
     assert bad.returncode != 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,33 +16,11 @@ import psycopg_pool
 import pytest
 
 from b2c_monitoring.auth import Role
-from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.tokens import TokenStore
-from tests.api_process import api_process, cli
+from tests.api_process import cli
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="api-tokens-test")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
-def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
-        yield url
-
-
-@pytest.fixture
-def api(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=10) as client:
-        yield client
 
 
 def create(

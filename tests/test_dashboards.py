@@ -10,12 +10,11 @@ against the real Postgres, Prometheus and Elasticsearch.
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
@@ -31,20 +30,7 @@ from b2c_monitoring.demo import run_demo
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.logs import make_client
 from tests.otlp_builders import job_span, trace_request
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 90, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(1)
-
+from tests.polling import eventually
 
 # --------------------------------------------------------------------------------------
 # generated files and schema
@@ -272,7 +258,7 @@ def filled(stack: LocalStack) -> Iterator[Filled]:
             ).fetchone()
         return True if row and row[0] else None
 
-    eventually(alerts_fired, what="an alert of the job_failed rule")
+    eventually(alerts_fired, timeout=90, every=1, what="an alert of the job_failed rule")
     # rates and increases need two samples of a series within their window; a range
     # query's last step may fall up to one step (a scrape interval) before its end, so
     # a third sample makes sure that step still sees two
@@ -281,7 +267,12 @@ def filled(stack: LocalStack) -> Iterator[Filled]:
         "b2c_api_request_seconds_count",
         'b2c_processor_store_seconds_count{signal="spans"}',
     ):
-        eventually(_prom_has(stack, f"count_over_time({metric}[30s]) >= 3"), what=metric)
+        eventually(
+            _prom_has(stack, f"count_over_time({metric}[30s]) >= 3"),
+            timeout=90,
+            every=1,
+            what=metric,
+        )
     es = make_client(f"http://127.0.0.1:{stack.layout.ports.elasticsearch}")
     es.indices.refresh(index="b2c-logs*")
     try:

@@ -21,8 +21,8 @@ from b2c_monitoring.error_patterns import (
 )
 from b2c_monitoring.stack.base import repo_root
 from b2c_monitoring.stack.local import LocalStack
+from tests.polling import eventually
 from tests.test_job_logs import record, send_logs
-from tests.test_pipeline import eventually
 
 # (message, its pattern)
 SAMPLES = [

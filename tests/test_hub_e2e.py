@@ -17,7 +17,6 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.hub.events import HubEvent
 from b2c_monitoring.probes import HealthCheckResult, PoolUsage, Probes, ProbeSettings
 from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.hub_events import publish
 from tests.api_process import api_process
 from tests.hub_clients import HubClient
@@ -32,14 +31,6 @@ TARGETS = (
     "ResourceMetricsUpdated",
     "ResourceAlertTriggered",
 )
-
-
-@pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    pool = make_pool(stack.postgres.url, max_size=2, name="hub-test")
-    pool.open(wait=True)
-    yield pool
-    pool.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from b2c_monitoring.hub.events import HubEvent
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.hub_events import prune, publish
+from b2c_monitoring.storage.tokens import TokenStore
 from tests.api_process import api_process
 from tests.hub_clients import HubClient
 from tests.tokens import token
@@ -101,11 +102,12 @@ def _flood(
         assert close["allowReconnect"] is True
 
 
-def _until_closed(socket: ClientConnection) -> list[dict[str, object]]:
-    """Everything a client still gets, until the server closes it (fails on a timeout)."""
+def _until_closed(socket: ClientConnection, timeout: float = 30) -> list[dict[str, object]]:
+    """Everything a client still gets, until the server closes it (fails when nothing
+    comes for ``timeout`` seconds)."""
     got: list[dict[str, object]] = []
     try:
-        got.extend(_messages(socket, timeout=30))
+        got.extend(_messages(socket, timeout=timeout))
     except ConnectionClosed:
         return got
     raise AssertionError("unreachable: _messages ends only by raising")
@@ -168,3 +170,28 @@ def test_events_published_while_nobody_listens_are_followed_and_replayed_on_resu
                     assert message["result"] == {"replayed": len(missed)}
                     break
     assert replayed == [[f"c{n}", "healthy", id_] for n, id_ in enumerate(missed)]
+
+
+def test_a_connection_whose_token_is_revoked_is_closed_and_the_others_stay(
+    stack: LocalStack, tmp_path: Path, fresh_db: str, fresh_pool: psycopg_pool.ConnectionPool
+) -> None:
+    tenant = "t-revoked"
+    tokens = TokenStore(fresh_pool)
+    now = datetime.now(UTC)
+    revoked, revoked_secret = tokens.create("revoked", Role.VIEWER, [tenant], now)
+    _, kept_secret = tokens.create("kept", Role.VIEWER, [tenant], now)
+    with (
+        api_process(
+            stack, tmp_path / "api.log", B2C_DATABASE_URL=fresh_db, B2C_HUB_REAUTHENTICATE_S="0.5"
+        ) as url,
+        _raw(url, revoked_secret) as doomed,
+        _raw(url, kept_secret) as kept,
+    ):
+        tokens.revoke(revoked.id, datetime.now(UTC))
+        # well before the 15 s pings and the 60 s default: only the re-check closes it
+        closes = [m for m in _until_closed(doomed, timeout=10) if m["type"] == 7]
+        assert closes == [{"type": 7, "error": "the token was revoked"}]
+        with fresh_pool.connection() as conn, conn.transaction():
+            publish(conn, [HubEvent(tenant, "HealthStatusChanged", ("db", "healthy"))])
+        event = next(m for m in _messages(kept, timeout=10) if m["type"] == 1)
+        assert event["target"] == "HealthStatusChanged"

@@ -42,7 +42,7 @@ from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.job_commands import JobCommandStore
 from b2c_monitoring.storage.jobs import JobStore
 from tests.api_process import cli, free_port
-from tests.test_pipeline import eventually
+from tests.polling import eventually
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg_pool
@@ -34,50 +33,17 @@ from b2c_monitoring.contract import JobState
 from b2c_monitoring.probes import Probes, ProbeSettings
 from b2c_monitoring.processors.jobs import JobReport
 from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.logs import LogStore, make_client
 from tests.api_process import api_process, cli, cli_env
 from tests.otlp_builders import kvs
+from tests.polling import eventually
 from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-
 WARN, INFO, ERROR, DEBUG = 13, 9, 17, 5
 _TEXT = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 60, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
-
-
-@pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="job-logs-test")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
-def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
-        yield url
-
-
-@pytest.fixture
-def api(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=10) as client:
-        yield client
 
 
 def seed_job(pool: psycopg_pool.ConnectionPool, tenant: str, job_id: str) -> None:

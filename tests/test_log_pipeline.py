@@ -37,7 +37,7 @@ from b2c_monitoring.storage.logs import (
 from b2c_monitoring.storage.maintenance import MaintenanceThread
 from b2c_monitoring.storage.metrics import MetricsPolicy
 from tests.otlp_builders import kvs
-from tests.test_pipeline import eventually
+from tests.polling import eventually
 
 DAY_NS = 86_400 * 10**9
 BODY_LIMIT, ATTRIBUTE_LIMIT, ATTRIBUTES_PER_RECORD = 65_536, 16_384, 128

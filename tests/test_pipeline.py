@@ -8,7 +8,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
@@ -25,22 +25,9 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from tests.otlp_builders import job_span, trace_request
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 60, what: str = "") -> T:
-    """Poll until ``probe`` returns something; the pipeline is asynchronous by design."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 @pytest.fixture

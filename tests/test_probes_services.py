@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -36,8 +36,7 @@ from b2c_monitoring.probes import (
 from b2c_monitoring.probes._metrics import GAUGE_DELTA
 from b2c_monitoring.stack.local import LocalStack
 from tests.http_stub import StubServer, closed_port
-
-T = TypeVar("T")
+from tests.polling import eventually
 
 
 @dataclass(frozen=True)
@@ -85,21 +84,13 @@ class Collected:
         ]
 
 
-def eventually(probe: Callable[[], T | None], *, timeout: float = 10, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
-
-
 def rounds(watch: Watch[Any], count: int) -> None:
     """Wait until ``watch`` has done ``count`` rounds in all."""
     eventually(
-        lambda: True if watch.rounds >= count else None, what=f"{count} rounds of {watch.name}"
+        lambda: True if watch.rounds >= count else None,
+        timeout=10,
+        every=0.02,
+        what=f"{count} rounds of {watch.name}",
     )
 
 
@@ -519,7 +510,12 @@ def test_shutdown_stops_every_probe_and_later_ones_never_start(
     assert probes.shutdown(2.0)
     assert time.monotonic() - started < 2.0
     assert not any(w.running for w in watches)
-    eventually(lambda: True if not probe_threads() else None, what="the probe threads to end")
+    eventually(
+        lambda: True if not probe_threads() else None,
+        timeout=10,
+        every=0.02,
+        what="the probe threads to end",
+    )
     late = probes.watch_service("erp", "ERP", CheckSpec("http", server.url), every_s=0.05)
     time.sleep(0.1)
     assert late.rounds == 0
@@ -536,7 +532,10 @@ def test_an_unreachable_collector_neither_fails_nor_stalls_the_probes(server: St
     watch = probes.watch_service("erp", "ERP", CheckSpec("http", server.url), every_s=0.05)
     rounds(watch, 5)  # checks go on while exports fail
     eventually(
-        lambda: True if probes.stats.metrics.failed > 0 else None, what="a failed metric export"
+        lambda: True if probes.stats.metrics.failed > 0 else None,
+        timeout=10,
+        every=0.02,
+        what="a failed metric export",
     )
     started = time.monotonic()
     probes.shutdown(timeout=1.0)

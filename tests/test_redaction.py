@@ -23,7 +23,7 @@ from b2c_monitoring.stack.collector import Collector, render_redaction_config
 from b2c_monitoring.stack.local import LocalStack
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
-from tests.test_pipeline import eventually
+from tests.polling import eventually
 
 # (text with a secret, the secret, what must survive)
 SAMPLES = [

@@ -15,7 +15,7 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from tests.otlp_builders import job_span, trace_request
-from tests.test_pipeline import eventually
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 

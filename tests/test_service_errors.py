@@ -17,7 +17,6 @@ import random
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,15 +36,14 @@ from b2c_monitoring.processors.jobs import JobReport
 from b2c_monitoring.processors.services import CheckReport
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.stack.local import LocalStack
-from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.metrics import policy_from
 from b2c_monitoring.storage.services import ServiceStore
 from b2c_monitoring.storage.tokens import TokenStore
-from tests.api_process import api_process, cli
+from tests.api_process import cli
 from tests.http_stub import StubServer, closed_port
+from tests.polling import eventually
 from tests.test_job_logs import record, send_logs
-from tests.test_pipeline import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -53,26 +51,6 @@ SERVICE = "pim-system"
 # an error of the service's own process, not a communication error
 PLAIN_ERROR = "disk full on /var/pim at 93%"
 PLAIN_PATTERN = "disk full on /var/pim at <n>%"
-
-
-@pytest.fixture(scope="module")
-def pool(stack: LocalStack) -> Iterator[psycopg_pool.ConnectionPool]:
-    p = make_pool(stack.postgres.url, max_size=2, name="service-errors-test")
-    p.open(wait=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
-def api_url(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with api_process(stack, tmp_path_factory.mktemp("api") / "api.log") as url:
-        yield url
-
-
-@pytest.fixture
-def api(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as client:
-        yield client
 
 
 def token(pool: psycopg_pool.ConnectionPool, tenants: list[str]) -> str:

@@ -1,18 +1,22 @@
-"""FastAPI dependencies as ``Annotated`` aliases: settings, stores, the caller."""
+"""FastAPI dependencies as ``Annotated`` aliases: settings, stores, the caller and its
+tenants."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from b2c_monitoring.api.command_waiters import CommandWaiters
 from b2c_monitoring.auth import Principal, Role
-from b2c_monitoring.errors import Unauthenticated
+from b2c_monitoring.errors import NotFound, Unauthenticated
 from b2c_monitoring.processors.job_flags import JobWindows, WindowPolicy
 from b2c_monitoring.settings import Settings
+from b2c_monitoring.storage.alert_config import AlertConfigStore
+from b2c_monitoring.storage.alerts import AlertStore
 from b2c_monitoring.storage.audit import AuditStore
 from b2c_monitoring.storage.communication_errors import ErrorStore
 from b2c_monitoring.storage.health import HealthStore
@@ -21,6 +25,7 @@ from b2c_monitoring.storage.job_windows import JobWindowStore
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.logs import LogStore
 from b2c_monitoring.storage.metrics import MetricsPolicy
+from b2c_monitoring.storage.notifications import NotificationStore
 from b2c_monitoring.storage.resources import ResourceStore
 from b2c_monitoring.storage.services import ServiceStore
 from b2c_monitoring.storage.tokens import TokenStore
@@ -28,37 +33,21 @@ from b2c_monitoring.storage.tokens import TokenStore
 _bearer = HTTPBearer(auto_error=False, description="An admin API token (`b2c admin tokens create`)")
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _app_state(name: str) -> Any:
+    """A dependency on what the app's lifespan put in ``app.state.<name>`` (a store, the
+    settings); async, as there is no I/O, so FastAPI need not hop to its threadpool."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return Depends(get)
 
 
-def get_jobs(request: Request) -> JobStore:
-    store: JobStore = request.app.state.jobs
-    return store
-
-
-def get_tokens(request: Request) -> TokenStore:
-    store: TokenStore = request.app.state.tokens
-    return store
-
-
-def get_logs(request: Request) -> LogStore:
-    store: LogStore = request.app.state.logs
-    return store
-
-
-# async: no I/O, so FastAPI need not hop to its threadpool for it
-async def get_job_windows(request: Request) -> JobWindowStore:
-    store: JobWindowStore = request.app.state.job_windows
-    return store
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-JobsDep = Annotated[JobStore, Depends(get_jobs)]
-TokensDep = Annotated[TokenStore, Depends(get_tokens)]
-LogsDep = Annotated[LogStore, Depends(get_logs)]
-JobWindowsDep = Annotated[JobWindowStore, Depends(get_job_windows)]
+SettingsDep = Annotated[Settings, _app_state("settings")]
+JobsDep = Annotated[JobStore, _app_state("jobs")]
+TokensDep = Annotated[TokenStore, _app_state("tokens")]
+LogsDep = Annotated[LogStore, _app_state("logs")]
+JobWindowsDep = Annotated[JobWindowStore, _app_state("job_windows")]
 
 
 async def default_windows(settings: SettingsDep) -> JobWindows:
@@ -106,63 +95,41 @@ Probe = Annotated[Principal, _role(Role.PROBE)]
 
 
 # retry and cancel commands, the audit log (routes/job_commands.py, probes.py, audit.py)
+JobCommandsDep = Annotated[JobCommandStore, _app_state("job_commands")]
+AuditDep = Annotated[AuditStore, _app_state("audit")]
+CommandWaitersDep = Annotated[CommandWaiters, _app_state("command_waiters")]
+
+# connected services, health and resources (routes/services.py, health.py)
+ServicesDep = Annotated[ServiceStore, _app_state("services")]
+HealthDep = Annotated[HealthStore, _app_state("health")]
+ResourcesDep = Annotated[ResourceStore, _app_state("resources")]
+MetricsPolicyDep = Annotated[MetricsPolicy, _app_state("metrics_policy")]
+
+# a service's errors and error patterns (routes/service_errors.py)
+ErrorsDep = Annotated[ErrorStore, _app_state("errors")]
+
+# alerts, their configuration and notifications (routes/alerts.py, alert_rules.py, ...)
+AlertsDep = Annotated[AlertStore, _app_state("alerts")]
+AlertConfigDep = Annotated[AlertConfigStore, _app_state("alert_config")]
+NotificationsDep = Annotated[NotificationStore, _app_state("notifications")]
 
 
-def get_job_commands(request: Request) -> JobCommandStore:
-    store: JobCommandStore = request.app.state.job_commands
-    return store
-
-
-def get_audit(request: Request) -> AuditStore:
-    store: AuditStore = request.app.state.audit
-    return store
-
-
-def get_command_waiters(request: Request) -> CommandWaiters:
-    waiters: CommandWaiters = request.app.state.command_waiters
-    return waiters
-
-
-JobCommandsDep = Annotated[JobCommandStore, Depends(get_job_commands)]
-AuditDep = Annotated[AuditStore, Depends(get_audit)]
-CommandWaitersDep = Annotated[CommandWaiters, Depends(get_command_waiters)]
-
-
-# connected services, health and resources (api/routes/services.py, health.py)
-
-
-def get_services(request: Request) -> ServiceStore:
-    store: ServiceStore = request.app.state.services
-    return store
-
-
-def get_health(request: Request) -> HealthStore:
-    store: HealthStore = request.app.state.health
-    return store
-
-
-def get_resources(request: Request) -> ResourceStore:
-    store: ResourceStore = request.app.state.resources
-    return store
-
-
-def get_metrics_policy(request: Request) -> MetricsPolicy:
-    policy: MetricsPolicy = request.app.state.metrics_policy
-    return policy
-
-
-ServicesDep = Annotated[ServiceStore, Depends(get_services)]
-HealthDep = Annotated[HealthStore, Depends(get_health)]
-ResourcesDep = Annotated[ResourceStore, Depends(get_resources)]
-MetricsPolicyDep = Annotated[MetricsPolicy, Depends(get_metrics_policy)]
-
-
-# a service's errors and error patterns (api/routes/service_errors.py)
-
-
-def get_errors(request: Request) -> ErrorStore:
-    store: ErrorStore = request.app.state.errors
-    return store
-
-
-ErrorsDep = Annotated[ErrorStore, Depends(get_errors)]
+def target_tenant(principal: Principal, requested: str | None) -> str:
+    """The tenant a new object belongs to: the one asked for, within the token's scope,
+    or the token's only tenant."""
+    if requested is not None:
+        if not principal.sees(requested):
+            raise NotFound(f"no tenant {requested!r} in your tenants")
+        return requested
+    if principal.tenants is not None and len(principal.tenants) == 1:
+        return principal.tenants[0]
+    raise RequestValidationError(
+        [
+            {
+                "type": "missing",
+                "loc": ("body", "tenantId"),
+                "msg": "your token sees several tenants: give tenantId",
+                "input": None,
+            }
+        ]
+    )

@@ -9,7 +9,8 @@ from rich.markup import escape
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.cli import output
-from b2c_monitoring.cli.context import api_client, handle_errors
+from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
+from b2c_monitoring.cli.output import JsonOpt
 
 app = typer.Typer(help="Administration: admin API tokens.", no_args_is_help=True)
 tokens = typer.Typer(
@@ -17,8 +18,6 @@ tokens = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tokens, name="tokens")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
 
 
 def _tenants(token: dict[str, Any]) -> str:
@@ -96,7 +95,10 @@ def revoke(
     json: JsonOpt = False,
 ) -> None:
     """Revoke a token: from now on it is refused (401)."""
-    with api_client() as api:
+    with (
+        api_client() as api,
+        when_missing(f"token {token_id}", "`b2c admin tokens list` shows the tokens you can see"),
+    ):
         result = api.revoke_token(token_id)
     if json:
         output.raw_json(result.text)

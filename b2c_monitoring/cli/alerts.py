@@ -13,7 +13,8 @@ import typer
 from rich.markup import escape
 
 from b2c_monitoring.cli import output
-from b2c_monitoring.cli.context import api_client, handle_errors
+from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
+from b2c_monitoring.cli.output import JsonOpt
 from b2c_monitoring.errors import B2CError
 
 app = typer.Typer(
@@ -30,11 +31,11 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(schedules_app, name="schedules")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
 TenantOpt = Annotated[
     str | None, typer.Option("--tenant", help="The tenant; needed when your token sees several.")
 ]
 
+_ALERTS_YOU_SEE = "`b2c alerts list` shows the alerts you can see"
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -56,13 +57,6 @@ def _value(text: str) -> Any:
 
 def _path(*parts: str) -> str:
     return "/".join(quote(p, safe="") for p in parts)
-
-
-def _done(result: Any, json: bool, message: str) -> None:
-    if json:
-        output.raw_json(result.text)
-    else:
-        output.console.print(message)
 
 
 @app.command("list")
@@ -97,37 +91,28 @@ def list_alerts(
     }
     with api_client() as api:
         result = api.request("GET", "/api/admin/alerts", params)
-    if json:
-        output.raw_json(result.text)
-        return
-    page = result.data
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["id", "state", "severity", "kind", "title", "started", "tenant"],
-        [
-            (
-                a["id"],
-                output.status(a["state"]),
-                a["severity"],
-                a["kind"],
-                escape(a["title"]),
-                a["startedAt"],
-                a["tenantId"],
-            )
-            for a in page["items"]
-        ],
+        lambda a: (
+            a["id"],
+            output.status(a["state"]),
+            a["severity"],
+            a["kind"],
+            escape(a["title"]),
+            a["startedAt"],
+            a["tenantId"],
+        ),
+        none_match="no alerts match",
     )
-    if page["nextCursor"]:
-        output.console.print(f"[dim]next page: --cursor {page['nextCursor']}[/dim]", soft_wrap=True)
-    elif not page["items"]:
-        output.console.print("[dim]no alerts match[/dim]")
 
 
 @app.command("show")
 @handle_errors
 def show(alert_id: str, json: JsonOpt = False) -> None:
     """One alert: its fields, affected jobs, history and notification deliveries."""
-    with api_client() as api:
+    with api_client() as api, when_missing(f"alert {alert_id}", _ALERTS_YOU_SEE):
         result = api.request("GET", f"/api/admin/alerts/{_path(alert_id)}")
     if json:
         output.raw_json(result.text)
@@ -195,9 +180,9 @@ def show(alert_id: str, json: JsonOpt = False) -> None:
 @handle_errors
 def ack(alert_id: str, json: JsonOpt = False) -> None:
     """Acknowledge a firing alert (operator)."""
-    with api_client() as api:
+    with api_client() as api, when_missing(f"alert {alert_id}", _ALERTS_YOU_SEE):
         result = api.request("POST", f"/api/admin/alerts/{_path(alert_id)}/acknowledge")
-    _done(result, json, f"acknowledged {alert_id}")
+    output.answer(result, json, f"acknowledged {alert_id}")
 
 
 @app.command("silence")
@@ -210,9 +195,9 @@ def silence(
 ) -> None:
     """Mute an alert's notifications for a time (operator)."""
     body = {"durationS": parse_duration(duration), "reason": reason}
-    with api_client() as api:
+    with api_client() as api, when_missing(f"alert {alert_id}", _ALERTS_YOU_SEE):
         result = api.request("POST", f"/api/admin/alerts/{_path(alert_id)}/silence", body=body)
-    _done(result, json, f"silenced {alert_id} until {result.data['silencedUntil']}")
+    output.answer(result, json, f"silenced {alert_id} until {result.data['silencedUntil']}")
 
 
 # ---- rules -------------------------------------------------------------------------------
@@ -226,24 +211,19 @@ def rules_list(
     """Alert rules of your tenants."""
     with api_client() as api:
         result = api.request("GET", "/api/admin/alert-rules", {"tenant": tenant})
-    if json:
-        output.raw_json(result.text)
-        return
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["id", "tenant", "name", "kind", "severity", "cooldown s", "condition"],
-        [
-            (
-                r["id"],
-                r["tenantId"],
-                escape(r["name"]),
-                r["kind"],
-                r["severity"],
-                r["cooldownS"],
-                escape(" ".join(f"{k}={v}" for k, v in r["condition"].items() if k != "kind")),
-            )
-            for r in result.data["items"]
-        ],
+        lambda r: (
+            r["id"],
+            r["tenantId"],
+            escape(r["name"]),
+            r["kind"],
+            r["severity"],
+            r["cooldownS"],
+            escape(" ".join(f"{k}={v}" for k, v in r["condition"].items() if k != "kind")),
+        ),
     )
 
 
@@ -290,14 +270,19 @@ def rules_create(
     }
     with api_client() as api:
         result = api.request("POST", "/api/admin/alert-rules", body=body)
-    _done(result, json, f"created rule {result.data['id']}")
+    output.answer(result, json, f"created rule {result.data['id']}")
 
 
 @rules_app.command("delete")
 @handle_errors
 def rules_delete(rule_id: str) -> None:
     """Delete an alert rule (operator); its open alerts resolve."""
-    with api_client() as api:
+    with (
+        api_client() as api,
+        when_missing(
+            f"alert rule {rule_id}", "`b2c alerts rules list` shows the rules you can see"
+        ),
+    ):
         api.request("DELETE", f"/api/admin/alert-rules/{_path(rule_id)}")
     output.console.print(f"deleted rule {rule_id}")
 
@@ -311,24 +296,19 @@ def channels_list(json: JsonOpt = False) -> None:
     """Notification channels of your tenants (secrets are never shown)."""
     with api_client() as api:
         result = api.request("GET", "/api/admin/notification-channels")
-    if json:
-        output.raw_json(result.text)
-        return
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["id", "tenant", "name", "kind", "min severity", "target", "secret"],
-        [
-            (
-                c["id"],
-                c["tenantId"],
-                escape(c["name"]),
-                c["kind"],
-                c["minSeverity"],
-                escape(str(c["config"].get("url") or ", ".join(c["config"].get("to", [])))),
-                "set" if c["hasSecret"] else "-",
-            )
-            for c in result.data["items"]
-        ],
+        lambda c: (
+            c["id"],
+            c["tenantId"],
+            escape(c["name"]),
+            c["kind"],
+            c["minSeverity"],
+            escape(str(c["config"].get("url") or ", ".join(c["config"].get("to", [])))),
+            "set" if c["hasSecret"] else "-",
+        ),
     )
 
 
@@ -376,14 +356,20 @@ def channels_create(
             "/api/admin/notification-channels",
             body={k: v for k, v in body.items() if v is not None},
         )
-    _done(result, json, f"created channel {result.data['id']}")
+    output.answer(result, json, f"created channel {result.data['id']}")
 
 
 @channels_app.command("delete")
 @handle_errors
 def channels_delete(channel_id: str) -> None:
     """Delete a notification channel (admin)."""
-    with api_client() as api:
+    with (
+        api_client() as api,
+        when_missing(
+            f"notification channel {channel_id}",
+            "`b2c alerts channels list` shows the channels you can see",
+        ),
+    ):
         api.request("DELETE", f"/api/admin/notification-channels/{_path(channel_id)}")
     output.console.print(f"deleted channel {channel_id}")
 
@@ -400,24 +386,19 @@ def maintenance_list(
     """Maintenance windows, latest start first."""
     with api_client() as api:
         result = api.request("GET", "/api/admin/maintenance-windows", {"current": current})
-    if json:
-        output.raw_json(result.text)
-        return
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["id", "tenant", "service / job type", "starts", "ends", "active", "reason"],
-        [
-            (
-                w["id"],
-                w["tenantId"],
-                escape(w["serviceName"] or w["jobType"]),
-                w["startsAt"],
-                w["endsAt"],
-                "yes" if w["active"] else "no",
-                escape(w["reason"] or ""),
-            )
-            for w in result.data["items"]
-        ],
+        lambda w: (
+            w["id"],
+            w["tenantId"],
+            escape(w["serviceName"] or w["jobType"]),
+            w["startsAt"],
+            w["endsAt"],
+            "yes" if w["active"] else "no",
+            escape(w["reason"] or ""),
+        ),
     )
 
 
@@ -445,16 +426,22 @@ def maintenance_create(
     }
     with api_client() as api:
         result = api.request("POST", "/api/admin/maintenance-windows", body=body)
-    _done(result, json, f"window {result.data['id']} until {result.data['endsAt']}")
+    output.answer(result, json, f"window {result.data['id']} until {result.data['endsAt']}")
 
 
 @maintenance_app.command("end")
 @handle_errors
 def maintenance_end(window_id: str, json: JsonOpt = False) -> None:
     """End a maintenance window now (operator)."""
-    with api_client() as api:
+    with (
+        api_client() as api,
+        when_missing(
+            f"maintenance window {window_id}",
+            "`b2c alerts maintenance list` shows the windows you can see",
+        ),
+    ):
         result = api.request("POST", f"/api/admin/maintenance-windows/{_path(window_id)}/end")
-    _done(result, json, f"ended window {window_id}")
+    output.answer(result, json, f"ended window {window_id}")
 
 
 # ---- job schedules -------------------------------------------------------------------------
@@ -466,23 +453,18 @@ def schedules_list(json: JsonOpt = False) -> None:
     """Expected schedules of job types."""
     with api_client() as api:
         result = api.request("GET", "/api/admin/job-schedules")
-    if json:
-        output.raw_json(result.text)
-        return
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["tenant", "job type", "cron", "time zone", "grace s", "next expected"],
-        [
-            (
-                s["tenantId"],
-                s["jobType"],
-                s["cron"],
-                s["timezone"],
-                s["graceS"],
-                s["nextExpectedAt"],
-            )
-            for s in result.data["items"]
-        ],
+        lambda s: (
+            s["tenantId"],
+            s["jobType"],
+            s["cron"],
+            s["timezone"],
+            s["graceS"],
+            s["nextExpectedAt"],
+        ),
     )
 
 
@@ -500,13 +482,19 @@ def schedules_set(
     body = {"tenantId": tenant, "cron": cron, "timezone": timezone, "graceS": parse_duration(grace)}
     with api_client() as api:
         result = api.request("PUT", f"/api/admin/job-schedules/{_path(job_type)}", body=body)
-    _done(result, json, f"{job_type}: next run expected {result.data['nextExpectedAt']}")
+    output.answer(result, json, f"{job_type}: next run expected {result.data['nextExpectedAt']}")
 
 
 @schedules_app.command("delete")
 @handle_errors
 def schedules_delete(job_type: str, tenant: TenantOpt = None) -> None:
     """Stop expecting runs of a job type (operator)."""
-    with api_client() as api:
+    with (
+        api_client() as api,
+        when_missing(
+            f"a schedule of {job_type}",
+            "`b2c alerts schedules list` shows the schedules you can see",
+        ),
+    ):
         api.request("DELETE", f"/api/admin/job-schedules/{_path(job_type)}", {"tenant": tenant})
     output.console.print(f"no schedule for {job_type} any more")

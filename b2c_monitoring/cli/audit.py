@@ -11,12 +11,11 @@ from rich.markup import escape
 from b2c_monitoring.cli import output
 from b2c_monitoring.cli.context import api_client, handle_errors
 from b2c_monitoring.cli.jobs import parse_since
+from b2c_monitoring.cli.output import CursorOpt, JsonOpt
 
 app = typer.Typer(
     help="The audit log: who retried or cancelled what, and when.", no_args_is_help=True
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
 
 
 def _details(details: dict[str, Any]) -> str:
@@ -37,9 +36,7 @@ def list_entries(
         typer.Option(help="At or after: a duration back from now (30m, 24h, 7d) or an ISO time."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Entries per page.")] = 50,
-    cursor: Annotated[
-        str | None, typer.Option(help="Continue from a previous page (its next-page cursor).")
-    ] = None,
+    cursor: CursorOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """List operator actions, newest first, one page at a time."""
@@ -51,27 +48,18 @@ def list_entries(
             limit=limit,
             cursor=cursor,
         )
-    if json:
-        output.raw_json(result.text)
-        return
-    page = result.data
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["seq", "at", "who", "action", "tenant", "target", "details"],
-        [
-            (
-                e["seq"],
-                e["at"],
-                escape(e["actorName"]),
-                e["action"],
-                e["tenantId"],
-                escape(e["target"]),
-                escape(_details(e["details"])),
-            )
-            for e in page["items"]
-        ],
+        lambda e: (
+            e["seq"],
+            e["at"],
+            escape(e["actorName"]),
+            e["action"],
+            e["tenantId"],
+            escape(e["target"]),
+            escape(_details(e["details"])),
+        ),
+        none_match="no entries match",
     )
-    if page["nextCursor"]:
-        output.console.print(f"[dim]next page: --cursor {page['nextCursor']}[/dim]", soft_wrap=True)
-    elif not page["items"]:
-        output.console.print("[dim]no entries match[/dim]")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 import typer
+from rich.markup import escape
 
 from b2c_monitoring.cli import output
 from b2c_monitoring.cli.client import ApiClient, discover
@@ -27,6 +29,18 @@ def api_client() -> ApiClient:
     return ApiClient(url, token)
 
 
+@contextmanager
+def when_missing(what: str, next_step: str) -> Iterator[None]:
+    """A 404 inside the block names what was not found and what to do instead of the
+    general hint, e.g. ``when_missing(f"job {job_id}", "`b2c jobs list` shows ...")``."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status == 404:
+            exc.hint = f"{escape(what)} not found in your tenants; {next_step}"
+        raise
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     """The CLI's edge: a domain error becomes a message, a hint and exit code 1."""
 
@@ -38,7 +52,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             output.fail(exc.message)
             raise typer.Exit(code=3) from exc
         except ApiError as exc:
-            output.fail(exc.message, _HINTS.get(exc.status))
+            output.fail(exc.message, exc.hint or _HINTS.get(exc.status))
             raise typer.Exit(code=1) from exc
         except B2CError as exc:
             output.fail(exc.message)

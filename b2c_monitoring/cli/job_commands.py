@@ -8,17 +8,20 @@ import typer
 from rich.markup import escape
 
 from b2c_monitoring.cli import output
-from b2c_monitoring.cli.context import api_client, handle_errors
+from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
+from b2c_monitoring.cli.output import JsonOpt
 
 JobIdArg = Annotated[str, typer.Argument(help="The job's id (scheduler.job.id).")]
 TenantOpt = Annotated[
     str | None, typer.Option(help="The job's tenant, if the id exists in several.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
 
 
 def _request(kind: str, job_id: str, tenant: str | None, json: bool) -> None:
-    with api_client() as api:
+    with (
+        api_client() as api,
+        when_missing(f"job {job_id}", "`b2c jobs list` shows the jobs you can see"),
+    ):
         result = api.job_command(job_id, kind, tenant)
     if json:
         output.raw_json(result.text)

@@ -64,6 +64,21 @@ class LogFilter:
     limit: int = 100
 
 
+def read_page(
+    api: ApiClient, job_id: str, log_filter: LogFilter, cursor: str | None = None
+) -> ApiResult:
+    """One page of the job's lines that ``log_filter`` selects, after ``cursor``."""
+    return api.job_logs(
+        job_id,
+        tenant=log_filter.tenant,
+        level=log_filter.level,
+        search=log_filter.search,
+        since=log_filter.since,
+        limit=log_filter.limit,
+        cursor=cursor,
+    )
+
+
 def follow(
     api: ApiClient,
     job_id: str,
@@ -82,15 +97,7 @@ def follow(
     ended_at: float | None = None
     job: dict[str, Any] = {}
     while True:
-        result = api.job_logs(
-            job_id,
-            tenant=log_filter.tenant,
-            level=log_filter.level,
-            search=log_filter.search,
-            since=log_filter.since,
-            limit=log_filter.limit,
-            cursor=cursor,
-        )
+        result = read_page(api, job_id, log_filter, cursor)
         items = result.data["items"]
         if items:
             on_page(result)

@@ -12,19 +12,19 @@ from rich.markup import escape
 
 from b2c_monitoring.cli import job_commands, output
 from b2c_monitoring.cli.client import ApiResult
-from b2c_monitoring.cli.context import api_client, handle_errors
-from b2c_monitoring.cli.job_logs import LogFilter, follow, format_line
+from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
+from b2c_monitoring.cli.job_logs import LogFilter, follow, format_line, read_page
+from b2c_monitoring.cli.output import CursorOpt, JsonOpt
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.job_flags import JobFlag
 from b2c_monitoring.severity import LogLevel
 
 app = typer.Typer(help="Scheduler jobs: list, inspect, retry and cancel.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
-
 app.command("retry")(job_commands.retry)
 app.command("cancel")(job_commands.cancel)
 
+_JOBS_YOU_SEE = "`b2c jobs list` shows the jobs you can see"
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -79,9 +79,7 @@ def list_jobs(
         str | None, typer.Option(help="Text within the error message or the metadata.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 50,
-    cursor: Annotated[
-        str | None, typer.Option(help="Continue from a previous page (its next-page cursor).")
-    ] = None,
+    cursor: CursorOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """List jobs of your tenants, newest first, one page at a time."""
@@ -97,32 +95,22 @@ def list_jobs(
             limit=limit,
             cursor=cursor,
         )
-    if json:
-        output.raw_json(result.text)
-        return
-    page = result.data
-    output.table(
-        None,
+    output.listing(
+        result,
+        json,
         ["id", "type", "tenant", "status", "progress", "created", "flags", "error"],
-        [
-            (
-                job["id"],
-                job["jobType"],
-                job["tenantId"],
-                output.status(job["status"]),
-                f"{job['progressPercent']} %",
-                job["createdAt"],
-                _flags(job),
-                _short(job["errorMessage"]),
-            )
-            for job in page["items"]
-        ],
+        lambda job: (
+            job["id"],
+            job["jobType"],
+            job["tenantId"],
+            output.status(job["status"]),
+            f"{job['progressPercent']} %",
+            job["createdAt"],
+            _flags(job),
+            _short(job["errorMessage"]),
+        ),
+        none_match="no jobs match",
     )
-    if page["nextCursor"]:
-        # on one line, so that it can be copied whole
-        output.console.print(f"[dim]next page: --cursor {page['nextCursor']}[/dim]", soft_wrap=True)
-    elif not page["items"]:
-        output.console.print("[dim]no jobs match[/dim]")
 
 
 @app.command("show")
@@ -135,7 +123,7 @@ def show(
     json: JsonOpt = False,
 ) -> None:
     """Show one job: its state, timestamps, metadata and timeline."""
-    with api_client() as api:
+    with api_client() as api, when_missing(f"job {job_id}", _JOBS_YOU_SEE):
         result = api.get_job(job_id, tenant)
     if json:
         output.raw_json(result.text)
@@ -192,9 +180,7 @@ def logs(
         typer.Option(help="Lines since: a duration back from now (30m, 24h) or an ISO time."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Lines per page.")] = 100,
-    cursor: Annotated[
-        str | None, typer.Option(help="Continue from a previous page (its next-page cursor).")
-    ] = None,
+    cursor: CursorOpt = None,
     follow_: Annotated[
         bool,
         typer.Option(
@@ -226,22 +212,12 @@ def logs(
                 output.console.print(format_line(line), soft_wrap=True, highlight=False)
         sys.stdout.flush()  # a pipe is block-buffered; a follower wants each page now
 
-    with api_client() as api:
+    with api_client() as api, when_missing(f"job {job_id}", _JOBS_YOU_SEE):
         if not follow_:
-            result = api.job_logs(
-                job_id,
-                tenant=log_filter.tenant,
-                level=log_filter.level,
-                search=log_filter.search,
-                since=log_filter.since,
-                limit=log_filter.limit,
-                cursor=cursor,
-            )
+            result = read_page(api, job_id, log_filter, cursor)
             print_page(result)
             if not json and result.data["nextCursor"] and len(result.data["items"]) >= limit:
-                output.console.print(
-                    f"[dim]next page: --cursor {result.data['nextCursor']}[/dim]", soft_wrap=True
-                )
+                output.next_page(result.data["nextCursor"])
             return
         try:
             job = follow(api, job_id, log_filter, print_page, cursor=cursor)

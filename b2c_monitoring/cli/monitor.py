@@ -11,15 +11,16 @@ from urllib.parse import quote
 import typer
 
 from b2c_monitoring.cli import output, service_errors
-from b2c_monitoring.cli.context import api_client, handle_errors
+from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
+from b2c_monitoring.cli.output import CursorOpt, JsonOpt
 
 app = typer.Typer(help="Component health and connected services.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
 TenantOpt = Annotated[
     list[str] | None, typer.Option("--tenant", help="Only this tenant (repeatable).")
 ]
 
+_SERVICES_YOU_SEE = "`b2c monitor services` lists the services you can see"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -152,9 +153,7 @@ def services(
     ] = None,
     tenant: TenantOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Services per page.")] = 100,
-    cursor: Annotated[
-        str | None, typer.Option(help="Continue from a previous page (its next-page cursor).")
-    ] = None,
+    cursor: CursorOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Connected services with status, latency and uptime; or test one, its resources,
@@ -167,7 +166,7 @@ def services(
     if errors is not None:
         _errors(errors, one_tenant, patterns, since, export, bundle, json)
         return
-    with api_client() as api:
+    with api_client() as api, when_missing(f"service {test or resources}", _SERVICES_YOU_SEE):
         if test is not None:
             result = api.request(
                 "POST", f"/api/admin/services/{quote(test, safe='')}/test", {"tenant": one_tenant}
@@ -201,9 +200,7 @@ def services(
     else:
         _show_services(data["items"])
         if data["nextCursor"]:
-            output.console.print(
-                f"[dim]next page: --cursor {data['nextCursor']}[/dim]", soft_wrap=True
-            )
+            output.next_page(data["nextCursor"])
 
 
 def _errors(
@@ -216,7 +213,7 @@ def _errors(
     json: bool,
 ) -> None:
     start = datetime.now(UTC) - parse_duration(since) if since is not None else None
-    with api_client() as api:
+    with api_client() as api, when_missing(f"service {service}", _SERVICES_YOU_SEE):
         for target, is_bundle in ((export, False), (bundle, True)):
             if target is not None:
                 size = service_errors.download(

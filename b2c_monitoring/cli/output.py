@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from b2c_monitoring.cli.client import ApiResult
+
 console = Console()
 errors = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")]
+CursorOpt = Annotated[
+    str | None, typer.Option(help="Continue from a previous page (its next-page cursor).")
+]
 
 STATUS_STYLES = {
     "pending": "yellow",
@@ -46,6 +54,41 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     for row in rows:
         t.add_row(*("-" if v is None else str(v) for v in row))
     console.print(t)
+
+
+def next_page(cursor: str) -> None:
+    # on one line, so that it can be copied whole
+    console.print(f"[dim]next page: --cursor {cursor}[/dim]", soft_wrap=True)
+
+
+def listing(
+    result: ApiResult,
+    json: bool,
+    columns: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[Any]],
+    *,
+    none_match: str | None = None,
+) -> None:
+    """A list answer (``items``, and ``nextCursor`` where the API pages): exactly the API's
+    JSON, or a table of one ``row`` per item, then how to ask for the next page, or
+    ``none_match`` when there is nothing to show."""
+    if json:
+        raw_json(result.text)
+        return
+    page = result.data
+    table(None, columns, [row(item) for item in page["items"]])
+    if page.get("nextCursor"):
+        next_page(page["nextCursor"])
+    elif not page["items"] and none_match is not None:
+        console.print(f"[dim]{none_match}[/dim]")
+
+
+def answer(result: ApiResult, json: bool, message: str) -> None:
+    """What a command did: exactly the API's JSON, or one line for people."""
+    if json:
+        raw_json(result.text)
+    else:
+        console.print(message)
 
 
 def fields(title: str, pairs: Sequence[tuple[str, Any]]) -> None:

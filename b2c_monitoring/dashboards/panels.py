@@ -13,12 +13,13 @@ them). Each panel also says, in plain Grafana terms, which columns it reads, so 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import elasticsearch as esb
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import elasticsearch as esm
@@ -26,6 +27,8 @@ from grafana_foundation_sdk.models import elasticsearch as esm
 from b2c_monitoring.dashboards.datasources import ELASTICSEARCH, POSTGRES, PROMETHEUS, Sql
 
 REF_IDS: Final = "ABCDEFGHIJ"
+
+_Panel = TypeVar("_Panel", stat.Panel, table.Panel, timeseries.Panel)
 
 # status colours used everywhere: the contract's states
 GOOD: Final = "green"
@@ -79,6 +82,23 @@ HEALTH_COLOURS: Final = {"healthy": GOOD, "degraded": WARN, "unhealthy": BAD, "u
 SEVERITY_COLOURS: Final = {"info": "blue", "warning": WARN, "critical": BAD}
 
 
+def _titled(panel: _Panel, title: str, question: str, datasource: dm.DataSourceRef) -> _Panel:
+    return panel.title(title).description(question).datasource(datasource)
+
+
+def _big_value(
+    panel: stat.Panel, reduce: cb.ReduceDataOptions, thresholds: Sequence[tuple[float | None, str]]
+) -> stat.Panel:
+    """The look of every stat: a tile coloured by its last value, without a sparkline."""
+    return (
+        panel.height(5)
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(reduce.calcs(["lastNotNull"]))
+        .thresholds(_thresholds(*thresholds))
+    )
+
+
 def link(title: str, url: str) -> dm.DynamicConfigValue:
     """A data link on a table column (``${__value.raw}``, ``${__data.fields.x}`` work)."""
     return dm.DynamicConfigValue(id_val="links", value=[{"title": title, "url": url}])
@@ -95,19 +115,13 @@ def sql_stat(
     mappings: list[dm.ValueMapping] | None = None,
     span: int = 4,
 ) -> stat.Panel:
-    panel = (
-        stat.Panel()
-        .title(title)
-        .description(question)
-        .datasource(POSTGRES)
+    panel = _big_value(
+        _titled(stat.Panel(), title, question, POSTGRES)
         .with_target(Sql(sql).ref_id("A"))
         .unit(unit)
-        .span(span)
-        .height(5)
-        .color_mode(common.BigValueColorMode.BACKGROUND)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).fields(f"/^{field}$/"))
-        .thresholds(_thresholds(*thresholds))
+        .span(span),
+        cb.ReduceDataOptions().fields(f"/^{field}$/"),
+        thresholds,
     )
     if mappings:
         panel = panel.mappings(mappings)
@@ -128,10 +142,7 @@ def sql_table(
     height: int = 9,
 ) -> table.Panel:
     panel = (
-        table.Panel()
-        .title(title)
-        .description(question)
-        .datasource(POSTGRES)
+        _titled(table.Panel(), title, question, POSTGRES)
         .with_target(Sql(sql).ref_id("A"))
         .with_transformation(_organize(columns, renames or {}))
         .span(span)
@@ -164,10 +175,7 @@ def sql_timeseries(
     span: int = 12,
 ) -> timeseries.Panel:
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(question)
-        .datasource(POSTGRES)
+        _titled(timeseries.Panel(), title, question, POSTGRES)
         .with_target(Sql(sql, "time_series").ref_id("A"))
         .unit(unit)
         .span(span)
@@ -176,6 +184,12 @@ def sql_timeseries(
     if bars:
         panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(60)
     return panel
+
+
+def _promql(expr: str, legend: str, ref: str) -> prometheus.Dataquery:
+    return (
+        prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(PROMETHEUS)
+    )
 
 
 def prom_timeseries(
@@ -188,24 +202,9 @@ def prom_timeseries(
     stacked: bool = False,
 ) -> timeseries.Panel:
     """``targets`` are (PromQL, legend format) pairs."""
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(question)
-        .datasource(PROMETHEUS)
-        .unit(unit)
-        .span(span)
-        .height(8)
-    )
+    panel = _titled(timeseries.Panel(), title, question, PROMETHEUS).unit(unit).span(span).height(8)
     for ref, (expr, legend) in zip(REF_IDS, targets, strict=False):
-        panel = panel.with_target(
-            prometheus.Dataquery()
-            .expr(expr)
-            .legend_format(legend)
-            .range()
-            .ref_id(ref)
-            .datasource(PROMETHEUS)
-        )
+        panel = panel.with_target(_promql(expr, legend, ref).range())
     if stacked:
         panel = panel.stacking(cb.StackingConfig().mode(common.StackingMode.NORMAL))
     return panel
@@ -221,26 +220,13 @@ def prom_stat(
     thresholds: Sequence[tuple[float | None, str]] = ((None, GOOD),),
     span: int = 6,
 ) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .description(question)
-        .datasource(PROMETHEUS)
-        .with_target(
-            prometheus.Dataquery()
-            .expr(expr)
-            .legend_format(legend)
-            .instant()
-            .ref_id("A")
-            .datasource(PROMETHEUS)
-        )
+    return _big_value(
+        _titled(stat.Panel(), title, question, PROMETHEUS)
+        .with_target(_promql(expr, legend, "A").instant())
         .unit(unit)
-        .span(span)
-        .height(5)
-        .color_mode(common.BigValueColorMode.BACKGROUND)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
-        .thresholds(_thresholds(*thresholds))
+        .span(span),
+        cb.ReduceDataOptions(),
+        thresholds,
     )
 
 
@@ -259,6 +245,22 @@ def _terms(agg_id: str, field: str, size: int) -> esb.Terms:
     )
 
 
+def _es_query(
+    lucene: str,
+    metric: Builder[esm.MetricAggregation],
+    buckets: list[Builder[esm.BucketAggregation]],
+) -> esb.Dataquery:
+    return (
+        esb.Dataquery()
+        .query(lucene)
+        .time_field("@timestamp")
+        .metrics([metric])
+        .bucket_aggs(buckets)
+        .ref_id("A")
+        .datasource(ELASTICSEARCH)
+    )
+
+
 def es_timeseries(
     title: str,
     question: str,
@@ -269,35 +271,40 @@ def es_timeseries(
     span: int = 12,
 ) -> timeseries.Panel:
     """Documents per interval, one series per value of ``split_by``."""
+    per_interval = (
+        esb.DateHistogram()
+        .id("3")
+        .field("@timestamp")
+        .settings(esb.ElasticsearchDateHistogramSettings().interval("auto").min_doc_count("0"))
+    )
     return (
-        timeseries.Panel()
-        .title(title)
-        .description(question)
-        .datasource(ELASTICSEARCH)
+        _titled(timeseries.Panel(), title, question, ELASTICSEARCH)
         .with_target(
-            esb.Dataquery()
-            .query(lucene)
-            .time_field("@timestamp")
-            .metrics([esb.Count().id("1")])
-            .bucket_aggs(
-                [
-                    _terms("2", split_by, size),
-                    esb.DateHistogram()
-                    .id("3")
-                    .field("@timestamp")
-                    .settings(
-                        esb.ElasticsearchDateHistogramSettings().interval("auto").min_doc_count("0")
-                    ),
-                ]
-            )
-            .ref_id("A")
-            .datasource(ELASTICSEARCH)
+            _es_query(lucene, esb.Count().id("1"), [_terms("2", split_by, size), per_interval])
         )
         .draw_style(common.GraphDrawStyle.BARS)
         .fill_opacity(60)
         .stacking(cb.StackingConfig().mode(common.StackingMode.NORMAL))
         .span(span)
         .height(8)
+    )
+
+
+def _es_table(
+    title: str,
+    question: str,
+    query: esb.Dataquery,
+    columns: Sequence[str],
+    renames: Mapping[str, str],
+    span: int,
+    height: int,
+) -> table.Panel:
+    return (
+        _titled(table.Panel(), title, question, ELASTICSEARCH)
+        .with_target(query)
+        .with_transformation(_organize(columns, renames))
+        .span(span)
+        .height(height)
     )
 
 
@@ -313,24 +320,11 @@ def es_terms_table(
     height: int = 9,
 ) -> table.Panel:
     """Document counts per combination of ``group_by`` values (nested terms)."""
-    return (
-        table.Panel()
-        .title(title)
-        .description(question)
-        .datasource(ELASTICSEARCH)
-        .with_target(
-            esb.Dataquery()
-            .query(lucene)
-            .time_field("@timestamp")
-            .metrics([esb.Count().id("1")])
-            .bucket_aggs([_terms(str(i + 2), f, size) for i, f in enumerate(group_by)])
-            .ref_id("A")
-            .datasource(ELASTICSEARCH)
-        )
-        .with_transformation(_organize([*group_by, "Count"], renames))
-        .span(span)
-        .height(height)
-    )
+    buckets: list[Builder[esm.BucketAggregation]] = [
+        _terms(str(i + 2), f, size) for i, f in enumerate(group_by)
+    ]
+    query = _es_query(lucene, esb.Count().id("1"), buckets)
+    return _es_table(title, question, query, [*group_by, "Count"], renames, span, height)
 
 
 def es_documents_table(
@@ -345,26 +339,9 @@ def es_documents_table(
     height: int = 10,
 ) -> table.Panel:
     """The newest matching documents, with ``columns`` shown."""
-    return (
-        table.Panel()
-        .title(title)
-        .description(question)
-        .datasource(ELASTICSEARCH)
-        .with_target(
-            esb.Dataquery()
-            .query(lucene)
-            .time_field("@timestamp")
-            .metrics(
-                [esb.RawData().id("1").settings(esb.ElasticsearchRawDataSettings().size(str(size)))]
-            )
-            .bucket_aggs([])
-            .ref_id("A")
-            .datasource(ELASTICSEARCH)
-        )
-        .with_transformation(_organize(columns, renames))
-        .span(span)
-        .height(height)
-    )
+    newest = esb.RawData().id("1").settings(esb.ElasticsearchRawDataSettings().size(str(size)))
+    query = _es_query(lucene, newest, [])
+    return _es_table(title, question, query, columns, renames, span, height)
 
 
 def row(title: str) -> db.Row:

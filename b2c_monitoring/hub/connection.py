@@ -36,7 +36,7 @@ QUEUE_FRAMES: Final = 1000
 PING_INTERVAL_S: Final = 15.0  # the JS client's default keep-alive interval
 CLIENT_TIMEOUT_S: Final = 30.0  # the JS client's default serverTimeout, both ways
 MAX_REPLAY: Final = 10_000
-REAUTHENTICATE_S: Final = 60.0  # a revoked token's connections end within this
+REAUTHENTICATE_S: Final = 60.0  # default of B2C_HUB_REAUTHENTICATE_S
 _CLOSE_S: Final = 2.0
 
 # (tenants, after id, up to id) -> the events, or None when some are no longer kept
@@ -48,8 +48,15 @@ class MethodError(Exception):
 
 
 class HubConnection:
-    def __init__(self, socket: WebSocket, subscriptions: Subscriptions, live_from: int) -> None:
+    def __init__(
+        self,
+        socket: WebSocket,
+        subscriptions: Subscriptions,
+        live_from: int,
+        reauthenticate_s: float = REAUTHENTICATE_S,
+    ) -> None:
         self._socket = socket
+        self._reauthenticate_s = reauthenticate_s  # a revoked token's connection ends within this
         self._subscriptions = subscriptions
         self._live_from = live_from  # events after this id are offered live
         self._queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_FRAMES)
@@ -116,7 +123,7 @@ class HubConnection:
 
     async def _authorization_loop(self, authorized: Callable[[], Awaitable[bool]]) -> None:
         while True:
-            await asyncio.sleep(REAUTHENTICATE_S)
+            await asyncio.sleep(self._reauthenticate_s)
             if not await authorized():
                 self.end("the token was revoked")
 

@@ -161,7 +161,12 @@ async def hub(socket: WebSocket) -> None:
         return
     tenants = None if principal.tenants is None else frozenset(principal.tenants)
     # no await between reading the watermark and joining: no event falls in between
-    connection = HubConnection(socket, Subscriptions(tenants), backplane.watermark or 0)
+    connection = HubConnection(
+        socket,
+        Subscriptions(tenants),
+        backplane.watermark or 0,
+        reauthenticate_s=state.settings.hub_reauthenticate_s,
+    )
     backplane.add(connection)
     HUB_CONNECTIONS.inc()
     try:

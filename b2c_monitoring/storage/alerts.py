@@ -188,6 +188,30 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return started, str(alert_id)
 
 
+PRUNE_BATCH: Final = 5_000
+
+
+def prune_resolved(conn: psycopg.Connection[Any], resolved_before: datetime) -> int:
+    """Delete the alerts resolved before ``resolved_before``, their history and their
+    notifications (``ON DELETE CASCADE``); how many. Firing and acknowledged alerts are
+    never deleted, nor one with a notification still to send. ``conn`` is in autocommit:
+    each batch is a transaction of its own, so a backlog holds no lock for long."""
+    deleted = 0
+    while True:
+        cur = conn.execute(
+            "DELETE FROM alerts WHERE id IN ("
+            " SELECT a.id FROM alerts a"
+            " WHERE a.state = 'resolved' AND a.resolved_at < %s"
+            " AND NOT EXISTS (SELECT 1 FROM notifications n"
+            "  WHERE n.alert_id = a.id AND n.state IN ('pending', 'sending'))"
+            " LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (resolved_before, PRUNE_BATCH),
+        )
+        deleted += cur.rowcount
+        if cur.rowcount < PRUNE_BATCH:
+            return deleted
+
+
 class AlertStore:
     def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
         self._pool = pool

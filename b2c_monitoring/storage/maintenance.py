@@ -3,8 +3,9 @@
 ``maintain(pool, policy, now)`` runs one round under a session advisory lock (the
 replica that holds it does the round; the others skip it), and is safe to run again
 at any time: creating is ``IF NOT EXISTS``, rollups are upserts recomputed from the
-finer table, dropping concerns whole partitions past their retention, and a
-component turns ``unknown`` once (claimed with ``SKIP LOCKED``).
+finer table, dropping concerns whole partitions past their retention, alerts
+resolved before theirs (``B2C_ALERT_RETENTION_DAYS``) are deleted, and a component
+turns ``unknown`` once (claimed with ``SKIP LOCKED``).
 
 ``MaintenanceThread`` runs it every ``interval`` in the processor's front process, and
 with it the log indices' round (``storage/logs.py``, ``LogIndices``: daily indices
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg_pool
 
 from b2c_monitoring.errors import B2CError
+from b2c_monitoring.storage.alerts import prune_resolved as prune_resolved_alerts
 from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.health import HealthStore
 from b2c_monitoring.storage.hub_events import HUB_EVENTS_KEPT
@@ -49,6 +51,9 @@ def maintain(
         try:
             report = maintain_partitions(conn, now, policy.retention)
             prune_hub_events(conn, now - HUB_EVENTS_KEPT)
+            report.pruned_alerts = prune_resolved_alerts(
+                conn, now - policy.retention.resolved_alerts
+            )
         finally:
             release_maintenance_lock(conn)
     report.expired_components = len(HealthStore(pool).expire(policy.stale_after, now))
@@ -89,12 +94,14 @@ class MaintenanceThread:
         except B2CError as exc:
             log.warning("maintenance round failed (next round in %s): %s", self._interval, exc)
             return None
-        if report.created or report.dropped or report.expired_components:
+        if report.created or report.dropped or report.expired_components or report.pruned_alerts:
             log.info(
-                "maintenance: created %d partition(s), dropped %d, %d component(s) turned unknown",
+                "maintenance: created %d partition(s), dropped %d, %d component(s) turned "
+                "unknown, %d resolved alert(s) past retention deleted",
                 len(report.created),
                 len(report.dropped),
                 report.expired_components,
+                report.pruned_alerts,
             )
         return report
 

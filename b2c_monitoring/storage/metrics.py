@@ -45,6 +45,7 @@ def policy_from(settings: Settings) -> MetricsPolicy:
             five_minutes=timedelta(days=settings.retention_5m_days),
             hourly=timedelta(days=settings.retention_1h_days),
             history=timedelta(days=settings.retention_history_days),
+            resolved_alerts=timedelta(days=settings.alert_retention_days),
         ),
     )
 

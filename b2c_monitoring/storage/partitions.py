@@ -51,6 +51,7 @@ class Retention:
     five_minutes: timedelta = timedelta(days=8)
     hourly: timedelta = timedelta(days=90)
     history: timedelta = timedelta(days=90)  # status and health changes
+    resolved_alerts: timedelta = timedelta(days=90)  # storage/alerts.py, prune_resolved
 
     def __post_init__(self) -> None:
         if self.raw < timedelta(hours=24):
@@ -415,6 +416,7 @@ class MaintenanceReport:
     dropped: list[str] = field(default_factory=list)
     rolled_up: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
     expired_components: int = 0
+    pruned_alerts: int = 0
 
 
 def maintain_partitions(

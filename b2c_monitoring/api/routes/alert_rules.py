@@ -10,9 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from b2c_monitoring.alerting.rules import Rule
-from b2c_monitoring.api.alert_deps import AlertConfigDep, target_tenant
 from b2c_monitoring.api.alert_models import AlertRuleIn, AlertRuleList, AlertRuleOut
-from b2c_monitoring.api.deps import Operator, Viewer
+from b2c_monitoring.api.deps import AlertConfigDep, Operator, Viewer, target_tenant
 from b2c_monitoring.api.problems import responses
 
 router = APIRouter(prefix="/api/admin/alert-rules", tags=["alerts"])

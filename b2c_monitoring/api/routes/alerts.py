@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path, Query
 from b2c_monitoring.alerting.lifecycle import AlertStatus
 from b2c_monitoring.alerting.records import AlertRecord
 from b2c_monitoring.alerting.rules import AlertKind, Severity
-from b2c_monitoring.api.alert_deps import AlertsDep, NotificationsDep
 from b2c_monitoring.api.alert_models import (
     AlertDetail,
     AlertHistoryEntry,
@@ -18,7 +17,7 @@ from b2c_monitoring.api.alert_models import (
     NotificationStatus,
     SilenceRequest,
 )
-from b2c_monitoring.api.deps import Operator, Viewer
+from b2c_monitoring.api.deps import AlertsDep, NotificationsDep, Operator, Viewer
 from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.storage.alerts import AlertFilter, decode_cursor, encode_cursor
 

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from b2c_monitoring.alerting.schedules import InvalidSchedule, Schedule, next_expected, validate
-from b2c_monitoring.api.alert_deps import AlertConfigDep, target_tenant
 from b2c_monitoring.api.alert_models import ScheduleIn, ScheduleList, ScheduleOut
-from b2c_monitoring.api.deps import Operator, Viewer
+from b2c_monitoring.api.deps import AlertConfigDep, Operator, Viewer, target_tenant
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS
 

@@ -10,9 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 
-from b2c_monitoring.api.alert_deps import AlertConfigDep, target_tenant
 from b2c_monitoring.api.alert_models import WindowIn, WindowList, WindowOut
-from b2c_monitoring.api.deps import Operator, Viewer
+from b2c_monitoring.api.deps import AlertConfigDep, Operator, Viewer, target_tenant
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.storage.alert_config import WindowRecord
 

@@ -8,9 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from b2c_monitoring.api.alert_deps import AlertConfigDep, target_tenant
 from b2c_monitoring.api.alert_models import ChannelIn, ChannelList, ChannelOut
-from b2c_monitoring.api.deps import Admin
+from b2c_monitoring.api.deps import Admin, AlertConfigDep, target_tenant
 from b2c_monitoring.api.problems import responses
 
 router = APIRouter(prefix="/api/admin/notification-channels", tags=["alerts"])

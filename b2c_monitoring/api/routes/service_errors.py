@@ -51,6 +51,7 @@ from b2c_monitoring.processors.services import Service
 from b2c_monitoring.severity import LogLevel
 from b2c_monitoring.storage.communication_errors import ErrorQuery, ErrorStore, ServiceError
 from b2c_monitoring.storage.jobs import JobStore
+from b2c_monitoring.storage.logs import LogPosition, Order
 from b2c_monitoring.storage.resources import ResourceStore
 from b2c_monitoring.storage.services import ServiceStore
 
@@ -127,6 +128,15 @@ def _query(
     )
 
 
+def _page(
+    errors: ErrorStore, query: ErrorQuery, after: LogPosition | None, order: Order, limit: int
+) -> tuple[list[ServiceError], str | None]:
+    """A page of the errors ``query`` selects, and the cursor of the page after it."""
+    page = errors.errors(query, after=after, limit=limit, order=order)
+    last = page.last
+    return page.items, encode_cursor(order, last) if last is not None else None
+
+
 @router.get(
     "/{id}/errors",
     response_model=ServiceErrorPage,
@@ -169,12 +179,8 @@ def list_errors(
         fingerprint=fingerprint,
         job_id=job_id,
     )
-    page = errors.errors(query, after=after, limit=limit, order=order)
-    last = page.last
-    return ServiceErrorPage(
-        items=[ServiceErrorLine.of(e) for e in page.items],
-        next_cursor=encode_cursor(order, last) if last is not None else None,
-    )
+    items, next_cursor = _page(errors, query, after, order, limit)
+    return ServiceErrorPage(items=[ServiceErrorLine.of(e) for e in items], next_cursor=next_cursor)
 
 
 @router.get(
@@ -219,11 +225,9 @@ def list_communication_errors(
         error_types=error_type,
         job_id=job_id,
     )
-    page = errors.errors(query, after=after, limit=limit, order=order)
-    last = page.last
+    items, next_cursor = _page(errors, query, after, order, limit)
     return CommunicationErrorPage(
-        items=[CommunicationError.of(e) for e in page.items],
-        next_cursor=encode_cursor(order, last) if last is not None else None,
+        items=[CommunicationError.of(e) for e in items], next_cursor=next_cursor
     )
 
 
