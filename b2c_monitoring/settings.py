@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # the admin API
     api_url: str = "http://127.0.0.1:8000"
+    # the built admin console (index.html and assets/) that the API serves at /console/;
+    # the stack points it at its cached build, the default is console/dist of the checkout
+    console_dir: Path | None = None
     # the hub checks the token of each open connection this often, and closes the
     # connections of a revoked one (hub/connection.py)
     hub_reauthenticate_s: float = Field(default=60.0, ge=0.1, le=3600)

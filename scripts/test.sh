@@ -2,7 +2,8 @@
 # Sets up everything the tests need on a fresh machine and runs the whole suite:
 # uv and the locked Python environment, then pytest, whose fixtures install and start
 # the real local stack (Postgres, Elasticsearch, Prometheus, the collector built with
-# the Collector Builder, the processor, the API) under .b2c-test/.
+# the Collector Builder, the processor, the API serving the console built with Vite)
+# under .b2c-test/, and Chromium for the console's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,17 @@ uv run b2c stack install --home .b2c-test
 
 echo "== the hub's test client (the real @microsoft/signalr, from npm)"
 [ -d tests/hub_client/node_modules/@microsoft/signalr ] || npm ci --prefix tests/hub_client --no-audit --no-fund
+
+echo "== the console's unit and component tests (vitest)"
+[ -d console/node_modules/vitest ] || npm ci --prefix console --no-audit --no-fund
+npm test --prefix console --silent
+
+echo "== a real browser for the console's end-to-end tests (Debian's chromium, driven by Playwright)"
+if [ ! -x /usr/bin/chromium ]; then
+    apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+        --no-install-recommends chromium fonts-dejavu-core fonts-liberation >/dev/null
+fi
 
 echo "== tests"
 set +e

@@ -29,12 +29,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def api_process(stack: LocalStack, log: Path, **env: str) -> Iterator[str]:
+def api_process(
+    stack: LocalStack, log: Path, *, port: int | None = None, **env: str
+) -> Iterator[str]:
     """Run ``b2c serve api`` until the block ends; yields its base URL. ``env``
-    overrides the stack's settings (e.g. ``B2C_ELASTICSEARCH_URL``)."""
-    url = f"http://127.0.0.1:{free_port()}"
+    overrides the stack's settings (e.g. ``B2C_ELASTICSEARCH_URL``); ``port`` lets a
+    test start a stopped API again at the same address."""
+    url = f"http://127.0.0.1:{port or free_port()}"
     full_env = {**os.environ, **stack.api.base_env(), "B2C_API_URL": url, **env}
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "b2c_monitoring", "serve", "api"],
             env=full_env,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +16,7 @@ from b2c_monitoring.api.routes import (
     alert_rules,
     alerts,
     audit,
+    console,
     health,
     job_commands,
     job_logs,
@@ -22,6 +24,7 @@ from b2c_monitoring.api.routes import (
     job_types,
     jobs,
     maintenance_windows,
+    me,
     notification_channels,
     probes,
     service_errors,
@@ -46,6 +49,9 @@ from b2c_monitoring.storage.notifications import NotificationStore
 from b2c_monitoring.storage.resources import ResourceStore
 from b2c_monitoring.storage.services import ServiceStore
 from b2c_monitoring.storage.tokens import TokenStore
+
+# a checkout's own build (npm run build in console/); the stack sets B2C_CONSOLE_DIR
+CHECKOUT_CONSOLE = Path(__file__).resolve().parents[2] / "console" / "dist"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -79,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.console_dir = settings.console_dir or CHECKOUT_CONSOLE
     app.state.jobs = JobStore(pool)
     app.state.tokens = TokenStore(pool)
     app.state.metrics_policy = metrics_policy = policy_from(settings)
@@ -106,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(job_types.router)
     app.include_router(job_logs.router)
     app.include_router(tokens.router)
+    app.include_router(me.router)
     app.include_router(job_commands.router)
     app.include_router(audit.router)
     app.include_router(probes.router)
@@ -131,4 +139,5 @@ def create_app(settings: Settings) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(console.router)
     return app

@@ -9,7 +9,7 @@ import typer
 
 from b2c_monitoring.cli import output
 from b2c_monitoring.cli.context import handle_errors
-from b2c_monitoring.cli.stack import _say, local_stack
+from b2c_monitoring.cli.stack import _say, local_stack, print_console_hint
 
 
 @handle_errors
@@ -24,6 +24,7 @@ def demo(
 
     stack = local_stack(home)
     stack.up(_say)
+    print_console_hint(stack)
     endpoint = f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}"
     _say(f"running demo probes against the collector at {endpoint}")
     runs = run_demo(endpoint, duration_s=seconds, progress=_say, crm_db=stack.postgres.url)
@@ -35,6 +36,9 @@ def demo(
     ports = stack.layout.ports
     failed = next((r for r in runs if r.state == "failed"), runs[0] if runs else None)
     output.console.print("\n[bold]What to look at[/bold]")
+    output.console.print(
+        f"  admin console:    http://127.0.0.1:{ports.api}/console/  (watch it live)"
+    )
     if failed is not None:
         output.console.print(f"  b2c jobs show {failed.job_id}")
     output.console.print(f"  admin API docs:   http://127.0.0.1:{ports.api}/docs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 
 import typer
@@ -15,10 +16,29 @@ app = typer.Typer(
 )
 
 
+class _RedactTokens(logging.Filter):
+    """uvicorn logs a WebSocket's path with its query, even without an access log, and a
+    browser can send the hub's token only there (``access_token=``): mask it."""
+
+    _TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                self._TOKEN.sub(r"\1[REDACTED]", a) if isinstance(a, str) else a
+                for a in (record.args if isinstance(record.args, tuple) else (record.args,))
+            )
+        if isinstance(record.msg, str):
+            record.msg = self._TOKEN.sub(r"\1[REDACTED]", record.msg)
+        return True
+
+
 def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+        logging.getLogger(name).addFilter(_RedactTokens())
 
 
 @app.command()

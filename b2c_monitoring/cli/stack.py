@@ -52,6 +52,7 @@ def up(home: HomeOpt = None) -> None:
     stack.up(_say)
     output.console.print(f"[green]stack is up[/green] in {stack.layout.home}")
     _print_status(stack)
+    print_console_hint(stack)
 
 
 @app.command()
@@ -70,6 +71,17 @@ def status(home: HomeOpt = None, json: Annotated[bool, typer.Option("--json")] =
         output.raw_json(jsonlib.dumps(stack.status(), indent=2))
         return
     _print_status(stack)
+
+
+def print_console_hint(stack: LocalStack) -> None:
+    """Where the admin console is and how to sign in to it."""
+    url = f"http://127.0.0.1:{stack.layout.ports.api}/console/"
+    output.console.print(f"\n[bold]Admin console[/bold]  {url}")
+    output.console.print(
+        f'  sign in with the admin token in {stack.credentials_path} (the "token" field),\n'
+        "  or make one for a person: b2c admin tokens create --name NAME --role operator --tenant TENANT\n"
+        "  plain HTTP on loopback only: the token stays in the browser tab's session storage"
+    )
 
 
 def _print_status(stack: LocalStack) -> None:

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from b2c_monitoring.processors.health import HealthChange, HealthStatus, overall
 from b2c_monitoring.processors.jobs import JobChange
 from b2c_monitoring.processors.resources import ResourceMetrics
+from b2c_monitoring.processors.services import StatusChange as ServiceStatusChange
 
 HubTarget = Literal[
     "JobStatusChanged",
@@ -31,6 +32,7 @@ HubTarget = Literal[
     "AlertTriggered",
     "ResourceMetricsUpdated",
     "ResourceAlertTriggered",
+    "ServiceStatusChanged",
 ]
 
 HUB_TARGETS: Final[tuple[HubTarget, ...]] = get_args(HubTarget)
@@ -95,6 +97,25 @@ def health_status_changed(
         if now is not overall({**after, **before.get(tenant, {})}.values()):
             events.append(HubEvent(tenant, "HealthStatusChanged", (OVERALL, now.value)))
     return events
+
+
+def service_status_changed(
+    changes: Sequence[ServiceStatusChange], ids: Mapping[tuple[str, str], str]
+) -> list[HubEvent]:
+    """``ServiceStatusChanged(serviceId, name, status)`` for each service whose damped status
+    changed: its last change of the batch (the status history keeps every one)."""
+    last: dict[tuple[str, str], ServiceStatusChange] = {}
+    for change in changes:
+        last[(change.tenant_id, change.service_name)] = change
+    return [
+        HubEvent(
+            tenant_id=c.tenant_id,
+            target="ServiceStatusChanged",
+            arguments=(ids[key], c.service_name, c.status.value),
+            service_id=ids[key],
+        )
+        for key, c in last.items()
+    ]
 
 
 def resource_metrics_updated(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import urllib.request
+from pathlib import Path
 
 from b2c_monitoring.stack.base import Launch, Progress, StackLayout
+from b2c_monitoring.stack.console import ensure_console_build
 
 
 def _get_ok(url: str) -> bool:
@@ -62,6 +64,21 @@ class Processor(AppPart):
 class Api(AppPart):
     name = "api"
 
+    def __init__(self, layout: StackLayout, database_url: str, processor_token: str) -> None:
+        super().__init__(layout, database_url, processor_token)
+        self.console_dir: Path | None = None
+
+    def install(self, progress: Progress) -> None:
+        """The admin console it serves, built (or found in the cache)."""
+        self.console_dir = ensure_console_build(self.layout, progress)
+
+    def base_env(self) -> dict[str, str]:
+        # also for an API started beside a running stack (tests, benches), which never
+        # ran install: the build of the current sources, from the cache
+        if self.console_dir is None:
+            self.console_dir = ensure_console_build(self.layout, lambda _: None)
+        return {**super().base_env(), "B2C_CONSOLE_DIR": str(self.console_dir)}
+
     def prepare(self) -> Launch:
         return Launch(
             argv=[sys.executable, "-m", "b2c_monitoring", "serve", "api"], env=self.base_env()
@@ -72,4 +89,9 @@ class Api(AppPart):
 
     def endpoints(self) -> dict[str, str]:
         base = f"http://127.0.0.1:{self.layout.ports.api}"
-        return {"api": base, "openapi": f"{base}/openapi.json", "docs": f"{base}/docs"}
+        return {
+            "console": f"{base}/console/",
+            "api": base,
+            "openapi": f"{base}/openapi.json",
+            "docs": f"{base}/docs",
+        }

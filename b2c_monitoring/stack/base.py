@@ -10,9 +10,11 @@ waiting, stopping, naming the log of a part that does not come up).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +31,19 @@ def repo_root() -> Path:
 def load_versions(root: Path | None = None) -> Mapping[str, Mapping[str, object]]:
     with open((root or repo_root()) / "versions.toml", "rb") as f:
         return tomllib.load(f)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing): one build per cache
+    entry at a time, across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

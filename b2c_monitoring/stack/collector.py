@@ -24,8 +24,6 @@ as a second ``--config`` whose ``blocked_values`` replaces the empty list of
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -38,12 +36,19 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
 from b2c_monitoring.errors import StackError
-from b2c_monitoring.stack.base import Launch, Progress, StackLayout, load_versions, repo_root
+from b2c_monitoring.stack.base import (
+    Launch,
+    Progress,
+    StackLayout,
+    file_lock,
+    load_versions,
+    repo_root,
+)
 
 BINARY_NAME: Final = "otelcol-b2c"
 MANIFEST: Final = Path("collector-config") / "builder-config.yaml"
@@ -142,17 +147,6 @@ def collector_binary_path(layout: StackLayout, root: Path | None = None) -> Path
 
 # --------------------------------------------------------------------------------------
 # building
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -258,7 +252,7 @@ def ensure_collector_binary(
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
 
-    with _locked(cache / f"{digest}.lock"):
+    with file_lock(cache / f"{digest}.lock"):
         if binary.is_file() and os.access(binary, os.X_OK):  # built meanwhile by another process
             return binary
         for stale in cache.glob(f"{digest}.tmp-*"):  # interrupted builds; we hold the lock

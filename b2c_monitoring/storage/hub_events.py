@@ -107,14 +107,18 @@ LEFT JOIN LATERAL (
 """
 
 
+def _snapshot(row: tuple[Any, ...]) -> Snapshot:
+    """The snapshot columns (xmax, in-progress xids as text) of a read's first row."""
+    return Snapshot(int(row[0]), frozenset(int(x) for x in row[1]))
+
+
 async def read_after(
     conn: psycopg.AsyncConnection[Any], after_id: int, limit: int
 ) -> tuple[list[StoredEvent], Snapshot]:
     """Committed events with ``id > after_id`` in id order, and the read's snapshot."""
     cur = await conn.execute(_READ_AFTER, (after_id, limit))
     rows = await cur.fetchall()
-    snapshot = Snapshot(int(rows[0][0]), frozenset(int(x) for x in rows[0][1]))
-    return [_stored(row[2:]) for row in rows if row[2] is not None], snapshot
+    return [_stored(row[2:]) for row in rows if row[2] is not None], _snapshot(rows[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +137,7 @@ async def read_ids_after(
     of an idle API's work under a busy pipeline."""
     cur = await conn.execute(_READ_IDS_AFTER, (after_id, limit))
     rows = await cur.fetchall()
-    snapshot = Snapshot(int(rows[0][0]), frozenset(int(x) for x in rows[0][1]))
-    return [EventId(row[2]) for row in rows if row[2] is not None], snapshot
+    return [EventId(row[2]) for row in rows if row[2] is not None], _snapshot(rows[0])
 
 
 async def latest_id(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from b2c_monitoring.auth import Principal
+from b2c_monitoring.hub.events import service_status_changed
 from b2c_monitoring.processors.services import (
     CheckReport,
     DampingPolicy,
@@ -40,6 +41,7 @@ from b2c_monitoring.processors.services import (
 from b2c_monitoring.redaction import redact
 from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import retry_conflicts, translate_errors
+from b2c_monitoring.storage.hub_events import publish
 from b2c_monitoring.storage.partitions import PartitionGuard, Retention, Tier, mark_late, tiers
 
 ServiceKey = tuple[str, str]  # tenant, name
@@ -257,6 +259,7 @@ def apply_checks(
                         now,
                     )
                 )
+        publish(cur.connection, service_status_changed(changes, ids))
     oldest = now - retention.raw
     rows = []
     for key in keys:

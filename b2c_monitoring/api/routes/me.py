@@ -1,0 +1,37 @@
+"""/api/admin/me: who the caller's token is, so a client (the console) can show its
+role's actions and its tenants without guessing from refusals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from b2c_monitoring.api.deps import Viewer
+from b2c_monitoring.api.models import ApiModel
+from b2c_monitoring.api.problems import responses
+from b2c_monitoring.auth import Role
+
+router = APIRouter(prefix="/api/admin/me", tags=["tokens"])
+
+
+class Caller(ApiModel):
+    token_id: str
+    name: str
+    role: Role
+    tenants: list[str] | None = Field(description="the tenants the token sees; null: every tenant")
+
+
+@router.get(
+    "",
+    response_model=Caller,
+    response_model_by_alias=True,
+    summary="The calling token: its name, role and tenant scope",
+    responses=responses(401, 403),
+)
+def me(principal: Viewer) -> Caller:
+    return Caller(
+        token_id=principal.token_id,
+        name=principal.name,
+        role=principal.role,
+        tenants=None if principal.tenants is None else list(principal.tenants),
+    )
