@@ -385,6 +385,8 @@ def test_a_service_going_down_turns_red_live_and_its_alert_is_acknowledged_from_
     expect(overview.get_by_test_id("services-down").get_by_test_id("count")).to_have_text(
         str(down_before + 1), timeout=LIVE_MS
     )
+    # the tenant's one service is down: overall health is the worst of it and the components
+    expect(overview.get_by_test_id("overall-health")).to_have_attribute("data-status", "unhealthy")
     assert same_document(services_page)
     assert same_document(overview)
     _no_serious_violations(services_page, "the services page")

@@ -2,7 +2,7 @@ import { mount } from "@vue/test-utils";
 import { describe, expect, it } from "vitest";
 import { nextTick } from "vue";
 import { live } from "../lib/live";
-import { applyServiceEvent, type Service } from "../lib/services";
+import { applyServiceEvent, overallHealth, type Service } from "../lib/services";
 import LiveIndicator from "./LiveIndicator.vue";
 import ProgressBar from "./ProgressBar.vue";
 import StatusPill from "./StatusPill.vue";
@@ -45,5 +45,15 @@ describe("services, live", () => {
     expect(applyServiceEvent(services, "ResourceMetricsUpdated", ["s1", { cpuPercent: 12.5 }, 10])).toBe(true);
     expect(services[0].resources?.cpuPercent).toBe(12.5);
     expect(applyServiceEvent(services, "ServiceStatusChanged", ["s2", "pim", "down", 11])).toBe(false);
+  });
+});
+
+describe("overall health", () => {
+  it("is the worst of the components and the services", () => {
+    expect(overallHealth("unknown", { total: 1, down: 1, degraded: 0 })).toBe("unhealthy");
+    expect(overallHealth("healthy", { total: 3, down: 0, degraded: 1 })).toBe("degraded");
+    expect(overallHealth("unhealthy", { total: 3, down: 0, degraded: 0 })).toBe("unhealthy");
+    expect(overallHealth("healthy", { total: 0, down: 0, degraded: 0 })).toBe("healthy");
+    expect(overallHealth("unknown", { total: 0, down: 0, degraded: 0 })).toBe("unknown");
   });
 });

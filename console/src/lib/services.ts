@@ -47,3 +47,18 @@ export function applyServiceEvent(
   }
   return true;
 }
+
+const RANK = ["healthy", "unknown", "degraded", "unhealthy"];
+
+/** The overview's one word: the worst of the components' status and the services' (a
+ * service down counts as unhealthy, degraded as degraded); unknown when nothing reports. */
+export function overallHealth(
+  components: string,
+  services: { total: number; down: number; degraded: number },
+): string {
+  const fromServices =
+    services.down > 0 ? "unhealthy" : services.degraded > 0 ? "degraded" : services.total > 0 ? "healthy" : "unknown";
+  if (components === "unknown") return fromServices;
+  if (fromServices === "unknown") return components;
+  return RANK.indexOf(components) >= RANK.indexOf(fromServices) ? components : fromServices;
+}
