@@ -376,7 +376,9 @@ def test_a_service_going_down_turns_red_live_and_its_alert_is_acknowledged_from_
     row = services_page.locator(f'[data-testid="service-row"][data-service-name="{service}"]')
     expect(row).to_have_attribute("data-status", "up", timeout=LIVE_MS)
     overview = signed_in(browser, console_api.url, operator)
-    down_before = int(overview.get_by_test_id("services-down").get_by_test_id("count").inner_text())
+    down_count = overview.get_by_test_id("services-down").get_by_test_id("count")
+    expect(down_count).to_have_text(re.compile(r"^\d+$"), timeout=LIVE_MS)  # not "…" (loading)
+    down_before = int(down_count.inner_text())
     mark_document(services_page)
     mark_document(overview)
 

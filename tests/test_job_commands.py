@@ -439,6 +439,8 @@ def test_a_command_survives_an_api_restart_and_reaches_a_runner_started_meanwhil
     first = Connector(served, service, tenant, None)
     try:
         failed = first.runner.submit("PIM_IMPORT", tenant_id=tenant, params={"batch": 7})
+        # closing first would cancel the job on a slow machine before it has run
+        eventually(lambda: True if not first.runner.active_jobs else None, what="the run")
     finally:
         first.close()
     eventually(job_state(api, viewer, failed.job_id, "failed"), timeout=30, what="job failed")

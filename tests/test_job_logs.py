@@ -411,7 +411,12 @@ def test_b2c_jobs_logs_json_is_the_apis_page_and_the_text_is_one_line_each(
 ) -> None:
     job_id = f"cli-{uuid.uuid4()}"
     seed_job(pool, tenant, job_id)
-    at = 1_795_000_000_123_456_789  # 2026-11-18T11:06:40.123456789Z
+    # an hour ago at .123456789 s: recent, so that log retention never drops its index
+    second = int(time.time()) - 3600
+    at = second * 10**9 + 123_456_789
+    shown = [
+        datetime.fromtimestamp(second + n, UTC).strftime("%Y-%m-%dT%H:%M:%S.123Z") for n in (0, 1)
+    ]
     send_logs(
         stack,
         [
@@ -433,8 +438,8 @@ def test_b2c_jobs_logs_json_is_the_apis_page_and_the_text_is_one_line_each(
     text = cli(api_url, secret, "jobs", "logs", job_id)
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines() == [
-        "2026-11-18T11:06:40.123Z WARN  erp-connector  enventa slow",
-        "2026-11-18T11:06:41.123Z ERROR erp-connector  order [4711] rejected",
+        f"{shown[0]} WARN  erp-connector  enventa slow",
+        f"{shown[1]} ERROR erp-connector  order [4711] rejected",
     ]
 
     paged = cli(api_url, secret, "jobs", "logs", job_id, "--limit", "1")
