@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import click
 import typer
 from rich.markup import escape
 
@@ -25,8 +27,15 @@ _HINTS = {
 
 
 def api_client() -> ApiClient:
-    url, token = discover()
-    return ApiClient(url, token)
+    target = discover(ca_file=_ca_cert_option())
+    return ApiClient(target.url, target.token, ca_file=target.ca_file)
+
+
+def _ca_cert_option() -> Path | None:
+    """``b2c --ca-cert FILE ...`` (main.py keeps it in the root context's ``obj``)."""
+    context = click.get_current_context(silent=True)
+    options = context.find_root().obj if context is not None else None
+    return options.get("ca_cert") if isinstance(options, dict) else None
 
 
 @contextmanager
@@ -49,7 +58,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except ApiUnreachable as exc:
-            output.fail(exc.message)
+            output.fail(exc.message, exc.hint)
             raise typer.Exit(code=3) from exc
         except ApiError as exc:
             output.fail(exc.message, exc.hint or _HINTS.get(exc.status))

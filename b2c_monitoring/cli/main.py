@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from b2c_monitoring.cli import admin, alerts, audit, dashboards, demo, jobs, monitor, serve, stack
@@ -12,6 +15,24 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert",
+            envvar="B2C_CA_CERT",
+            help="PEM file of the CA that issued the admin API's certificate (https) "
+            "(default: the local stack's own CA for its own URL, else the system's CAs)",
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = {"ca_cert": ca_cert}
+
+
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(stack.app, name="stack")
