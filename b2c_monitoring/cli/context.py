@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-import click
 import typer
 from rich.markup import escape
 
@@ -26,16 +26,13 @@ _HINTS = {
 }
 
 
+# ``b2c --ca-cert FILE ...`` (or B2C_CA_CERT), set by main.py's callback before any command
+ca_cert_option: ContextVar[Path | None] = ContextVar("ca_cert_option", default=None)
+
+
 def api_client() -> ApiClient:
-    target = discover(ca_file=_ca_cert_option())
+    target = discover(ca_file=ca_cert_option.get())
     return ApiClient(target.url, target.token, ca_file=target.ca_file)
-
-
-def _ca_cert_option() -> Path | None:
-    """``b2c --ca-cert FILE ...`` (main.py keeps it in the root context's ``obj``)."""
-    context = click.get_current_context(silent=True)
-    options = context.find_root().obj if context is not None else None
-    return options.get("ca_cert") if isinstance(options, dict) else None
 
 
 @contextmanager

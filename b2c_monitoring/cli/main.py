@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from b2c_monitoring.cli import admin, alerts, audit, dashboards, demo, jobs, monitor, serve, stack
+from b2c_monitoring.cli import (
+    admin,
+    alerts,
+    audit,
+    context,
+    dashboards,
+    demo,
+    jobs,
+    monitor,
+    serve,
+    stack,
+)
 
 app = typer.Typer(
     name="b2c",
@@ -19,7 +30,6 @@ app = typer.Typer(
 
 @app.callback()
 def _options(
-    ctx: typer.Context,
     ca_cert: Annotated[
         Path | None,
         typer.Option(
@@ -30,7 +40,7 @@ def _options(
         ),
     ] = None,
 ) -> None:
-    ctx.obj = {"ca_cert": ca_cert}
+    context.ca_cert_option.set(ca_cert)
 
 
 app.add_typer(jobs.app, name="jobs")
