@@ -11,9 +11,11 @@ reads its Postgres. The certificate is made by ``stack/certificates.py`` as
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,11 +30,15 @@ from typing import Any
 import httpx
 import psycopg_pool
 import pytest
+from cryptography.hazmat.primitives import serialization
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from b2c_monitoring.auth import Role
+from b2c_monitoring.cli.client import ApiClient
+from b2c_monitoring.errors import ApiUntrusted
 from b2c_monitoring.probes import JobRun, Probes, ProbeSettings
 from b2c_monitoring.processors.jobs import Scalar
+from b2c_monitoring.stack import certificates as certs
 from b2c_monitoring.stack.apps import Api
 from b2c_monitoring.stack.base import Ports, StackLayout
 from b2c_monitoring.stack.certificates import TlsFiles, ensure_self_signed, self_signed_files
@@ -310,7 +316,8 @@ def test_the_cli_refuses_an_untrusted_certificate_and_says_what_to_do(
     output = done.stdout + done.stderr
     assert "Traceback" not in output
     message = " ".join(done.stderr.split())  # rich wraps long lines
-    assert f"the admin API at {tls_stack.api_url} presented a certificate" in message
+    assert f"the admin API at {tls_stack.api_url} presented a certificate that" in message
+    assert "cannot verify" in message
     assert (str(other_ca) if trusting == "another CA" else "the system's CAs") in message
     assert "--ca-cert FILE or B2C_CA_CERT=FILE" in message
     assert "ca.pem" in message  # where the local stack's own CA is
@@ -393,3 +400,44 @@ def test_the_hub_works_over_wss_with_the_ca(
     finally:
         refused.close()
     assert "certificate" in error.lower() or "fetch failed" in error.lower(), error
+
+
+def test_a_certificate_for_other_names_says_to_connect_by_one_it_holds(tmp_path: Path) -> None:
+    """The CA is right, the address is not in the certificate (a plain Python TLS server
+    stands in for an API whose operator certificate names only its public host)."""
+    now = datetime.now(UTC)
+    ca_key = certs.new_key()
+    ca = certs.make_ca(ca_key, now)
+    key = certs.new_key()
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.pem").write_bytes(
+        certs.make_server_cert(key, ca_key, ca, ["monitor.example"], now).public_bytes(
+            serialization.Encoding.PEM
+        )
+    )
+    (tmp_path / "server-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server-key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_port}"
+        with (
+            ApiClient(url, "secret", ca_file=tmp_path / "ca.pem") as client,
+            pytest.raises(ApiUntrusted) as refused,
+        ):
+            client.request("GET", "/api/admin/jobs")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "presented a certificate for other names (IP address mismatch" in refused.value.message
+    assert refused.value.hint is not None
+    assert "B2C_TLS_EXTRA_NAMES" in refused.value.hint

@@ -74,23 +74,21 @@ def _unreachable(base_url: str, ca_file: Path | None, exc: httpx.TransportError)
             f"cannot reach the admin API at {base_url} ({exc.__class__.__name__}); "
             "is it running? 'b2c stack status' tells"
         )
-    reason = getattr(refused, "verify_message", None) or str(refused)
+    reason = str(getattr(refused, "verify_message", None) or refused).rstrip(".")
+    if "mismatch" in reason.lower():  # "Hostname mismatch", "IP address mismatch"
+        return ApiUntrusted(
+            f"the admin API at {base_url} presented a certificate for other names "
+            f"({reason}); nothing was sent",
+            hint="connect by a name the certificate holds, or add this one to it "
+            "(B2C_TLS_EXTRA_NAMES for the local stack's own certificate)",
+        )
     trusted = f"the CA in {ca_file}" if ca_file else "the system's CAs"
-    if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
-        hint = (
-            "connect by a name the certificate holds, or add this one to it "
-            "(B2C_TLS_EXTRA_NAMES for the local stack's own certificate)"
-        )
-    else:
-        local_ca = default_home() / "data" / "tls" / "ca.pem"
-        hint = (
-            f"pass the CA that issued the API's certificate: --ca-cert FILE or B2C_CA_CERT=FILE "
-            f"(the local stack's own CA is {local_ca})"
-        )
+    local_ca = default_home() / "data" / "tls" / "ca.pem"
     return ApiUntrusted(
-        f"the admin API at {base_url} presented a certificate that {trusted} does not "
+        f"the admin API at {base_url} presented a certificate that {trusted} cannot "
         f"verify ({reason}); nothing was sent",
-        hint=hint,
+        hint="pass the CA that issued the API's certificate: --ca-cert FILE or "
+        f"B2C_CA_CERT=FILE (the local stack's own CA is {local_ca})",
     )
 
 

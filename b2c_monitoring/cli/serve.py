@@ -80,13 +80,16 @@ def api(
     )
     log = logging.getLogger("b2c_monitoring.api")
     tls.ensure(datetime.now(UTC), log.info)
-    if tls.files is None and not is_loopback(host):
+    if tls.files is not None:
+        log.info("admin API: %s", tls.describe())
+    elif is_loopback(host):
+        log.info("admin API: plaintext on loopback (B2C_TLS=off)")
+    else:
         log.warning(
             "PLAINTEXT on %s: tokens and tenant data cross the network unencrypted; "
             "set B2C_TLS=files (or self-signed) to serve https",
             host,
         )
-    log.info("admin API: %s", tls.describe())
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -456,7 +456,7 @@ class StackTls:
     def describe(self) -> str:
         """One line for people: what the endpoints speak."""
         if self.files is None:
-            return "plaintext (TLS off, B2C_TLS=off): loopback only"
+            return "plaintext, loopback only (B2C_TLS=off)"
         trust = f"clients trust {self.files.ca_file}" if self.files.ca_file else "the system's CAs"
         source = "the stack's own CA" if self.mode == "self-signed" else str(self.files.cert_file)
         return f"TLS ({source}; {trust})"
