@@ -318,6 +318,7 @@ def run_demo(
     seed: int | None = None,
     progress: Callable[[str], None],
     crm_db: str | None = None,
+    ca_file: str | None = None,
 ) -> list[DemoJob]:
     """Run demo jobs and services against the collector at ``endpoint``; the job runs
     and their final states.
@@ -325,7 +326,8 @@ def run_demo(
     By default about 20 jobs over about 30 s; with ``duration_s``, about that long
     with proportionally as many jobs. ``seed`` repeats the same plan (job ids are
     always new: a stored job's terminal state is never left, so reusing ids would
-    show nothing). ``crm_db`` is the conninfo of the Postgres watched as ``crm-db``.
+    show nothing). ``crm_db`` is the conninfo of the Postgres watched as ``crm-db``;
+    ``ca_file`` verifies an https ``endpoint``.
     Must not be called from a running event loop.
     """
     if not tenants:
@@ -342,6 +344,7 @@ def run_demo(
             endpoint,
             service_name=name,
             service_instance_id=f"{name}-demo",
+            ca_file=ca_file,
             metric_export_interval=_METRIC_EXPORT_INTERVAL_S,
         )
         for name in [*(scenario.service_name for scenario in _SCENARIOS.values()), "search"]

@@ -19,6 +19,7 @@ gRPC status codes in ``receivers/`` and problem details in ``api/``, nowhere els
     ├── DeliveryFailed ......... a notification did not reach its receiver (retried unless permanent)
     └── ApiError ............... the admin API answered with a problem (CLI side)
         └── ApiUnreachable ..... the admin API could not be reached
+            └── ApiUntrusted ... its TLS certificate is not one the client trusts
 
 ``retryable`` is the policy: the receivers answer a retryable gRPC status for a
 retryable error, so the collector keeps the batch, and a permanent one otherwise.
@@ -107,3 +108,11 @@ class ApiError(B2CError):
 class ApiUnreachable(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=0)
+
+
+class ApiUntrusted(ApiUnreachable):
+    """``hint`` says which CA to pass."""
+
+    def __init__(self, message: str, *, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint

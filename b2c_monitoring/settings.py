@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     # connections of a revoked one (hub/connection.py)
     hub_reauthenticate_s: float = Field(default=60.0, ge=0.1, le=3600)
 
+    # TLS of the OTLP receivers and the admin API (docs/security.md). B2C_TLS: "off"
+    # (plaintext, for loopback), "self-signed" (the local stack's own private CA and
+    # server certificate in <home>/data/tls, for localhost, 127.0.0.1, ::1 and the JSON
+    # list B2C_TLS_EXTRA_NAMES) or "files" (the operator's B2C_TLS_CERT_FILE and
+    # B2C_TLS_KEY_FILE; B2C_TLS_CA_FILE is the CA clients trust, else the system's).
+    tls: Literal["off", "self-signed", "files"] = "off"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_extra_names: tuple[str, ...] = ()
+
     # Connected services (processors/services.py). Flap damping: a service turns down after
     # B2C_SERVICE_DOWN_AFTER failed checks in a row, comes back after B2C_SERVICE_UP_AFTER
     # answering ones, moves between up and degraded after B2C_SERVICE_LATENCY_AFTER; it is
@@ -108,6 +119,24 @@ class Settings(BaseSettings):
     def _no_development_secrets_in_production(self) -> Settings:
         if self.environment == "production" and self.processor_token == DEVELOPMENT_PROCESSOR_TOKEN:
             raise ValueError("B2C_PROCESSOR_TOKEN must be set to a secret in production")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_with_files_only(self) -> Settings:
+        given = [
+            name
+            for name, value in (
+                ("B2C_TLS_CERT_FILE", self.tls_cert_file),
+                ("B2C_TLS_KEY_FILE", self.tls_key_file),
+                ("B2C_TLS_CA_FILE", self.tls_ca_file),
+            )
+            if value is not None
+        ]
+        if self.tls == "files" and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("B2C_TLS=files needs B2C_TLS_CERT_FILE and B2C_TLS_KEY_FILE")
+        # set files and a forgotten B2C_TLS=files would serve plaintext without a word
+        if self.tls != "files" and given:
+            raise ValueError(f"{' and '.join(given)} set, but B2C_TLS is {self.tls!r}, not 'files'")
         return self
 
 

@@ -23,7 +23,10 @@ def require_node_client() -> None:
 class HubClient:
     """``node client.mjs``: prints each event it receives as a JSON line."""
 
-    def __init__(self, api_url: str, secret: str, *args: str) -> None:
+    def __init__(
+        self, api_url: str, secret: str, *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        """``env``: the Node process's whole environment (default: ours)."""
         require_node_client()
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.received: list[dict[str, Any]] = []
@@ -33,6 +36,7 @@ class HubClient:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            env=env,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -1,6 +1,8 @@
 """The admin API client the CLI uses; httpx errors are translated here, once.
 
 Where to reach the API: ``B2C_API_URL`` / ``B2C_TOKEN``, else the local stack's ``credentials.json`` (``B2C_HOME``).
+Which CA verifies an https API: ``--ca-cert`` / ``B2C_CA_CERT``, else the stack's own CA
+(``caCert`` in ``credentials.json``) when the URL is the stack's, else the system's CAs.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
 
-from b2c_monitoring.errors import ApiError, ApiUnreachable, ConfigError
+from b2c_monitoring.errors import ApiError, ApiUnreachable, ApiUntrusted, ConfigError
 from b2c_monitoring.stack.local import CREDENTIALS, default_home
+from b2c_monitoring.tls import client_context, untrusted_certificate
+
+CA_SETTING = "--ca-cert / B2C_CA_CERT"
 
 
 @dataclass(frozen=True)
@@ -27,15 +33,27 @@ class ApiResult:
     data: Any
 
 
-def discover(api_url: str | None = None, token: str | None = None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class ApiTarget:
+    url: str
+    token: str
+    ca_file: Path | None  # None: the system's CAs
+
+
+def discover(
+    api_url: str | None = None, token: str | None = None, ca_file: Path | None = None
+) -> ApiTarget:
     url = api_url or os.environ.get("B2C_API_URL")
     secret = token or os.environ.get("B2C_TOKEN")
+    ca = ca_file or (Path(os.environ["B2C_CA_CERT"]) if os.environ.get("B2C_CA_CERT") else None)
+    path = default_home() / CREDENTIALS
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
     if url is None or secret is None:
-        path = default_home() / CREDENTIALS
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            stored = {}
         url = url or stored.get("apiUrl")
         secret = secret or stored.get("token")
     if not url or not secret:
@@ -43,7 +61,35 @@ def discover(api_url: str | None = None, token: str | None = None) -> tuple[str,
             "no admin API token found: start the local stack with 'b2c stack up', "
             "or set B2C_API_URL and B2C_TOKEN (tokens: 'b2c admin tokens create')"
         )
-    return url.rstrip("/"), secret
+    url = url.rstrip("/")
+    if ca is None and stored.get("caCert") and url == str(stored.get("apiUrl", "")).rstrip("/"):
+        ca = Path(stored["caCert"])
+    return ApiTarget(url, secret, ca)
+
+
+def _unreachable(base_url: str, ca_file: Path | None, exc: httpx.TransportError) -> ApiUnreachable:
+    refused = untrusted_certificate(exc)
+    if refused is None:
+        return ApiUnreachable(
+            f"cannot reach the admin API at {base_url} ({exc.__class__.__name__}); "
+            "is it running? 'b2c stack status' tells"
+        )
+    reason = str(getattr(refused, "verify_message", None) or refused).rstrip(".")
+    if "mismatch" in reason.lower():  # "Hostname mismatch", "IP address mismatch"
+        return ApiUntrusted(
+            f"the admin API at {base_url} presented a certificate for other names "
+            f"({reason}); nothing was sent",
+            hint="connect by a name the certificate holds, or add this one to it "
+            "(B2C_TLS_EXTRA_NAMES for the local stack's own certificate)",
+        )
+    trusted = f"the CA in {ca_file}" if ca_file else "the system's CAs"
+    local_ca = default_home() / "data" / "tls" / "ca.pem"
+    return ApiUntrusted(
+        f"the admin API at {base_url} presented a certificate that {trusted} cannot "
+        f"verify ({reason}); nothing was sent",
+        hint="pass the CA that issued the API's certificate: --ca-cert FILE or "
+        f"B2C_CA_CERT=FILE (the local stack's own CA is {local_ca})",
+    )
 
 
 class ApiClient:
@@ -52,6 +98,7 @@ class ApiClient:
         base_url: str,
         token: str,
         *,
+        ca_file: Path | None = None,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -60,8 +107,10 @@ class ApiClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
+            verify=client_context(ca_file, setting=CA_SETTING),
         )
         self.base_url = base_url
+        self.ca_file = ca_file
 
     def close(self) -> None:
         self._http.close()
@@ -83,10 +132,7 @@ class ApiClient:
                 json=body,
             )
         except httpx.TransportError as exc:
-            raise ApiUnreachable(
-                f"cannot reach the admin API at {self.base_url} ({exc.__class__.__name__}); "
-                "is it running? 'b2c stack status' tells"
-            ) from exc
+            raise _unreachable(self.base_url, self.ca_file, exc) from exc
         text = response.text
         try:
             data = response.json() if text else None
@@ -215,10 +261,7 @@ class ApiClient:
                     written += len(chunk)
                 return written
         except httpx.TransportError as exc:
-            raise ApiUnreachable(
-                f"cannot reach the admin API at {self.base_url} ({exc.__class__.__name__}); "
-                "is it running? 'b2c stack status' tells"
-            ) from exc
+            raise _unreachable(self.base_url, self.ca_file, exc) from exc
 
     @staticmethod
     def _raise_problem(status: int, text: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -24,9 +26,13 @@ _HINTS = {
 }
 
 
+# ``b2c --ca-cert FILE ...`` (or B2C_CA_CERT), set by main.py's callback before any command
+ca_cert_option: ContextVar[Path | None] = ContextVar("ca_cert_option", default=None)
+
+
 def api_client() -> ApiClient:
-    url, token = discover()
-    return ApiClient(url, token)
+    target = discover(ca_file=ca_cert_option.get())
+    return ApiClient(target.url, target.token, ca_file=target.ca_file)
 
 
 @contextmanager
@@ -49,7 +55,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except ApiUnreachable as exc:
-            output.fail(exc.message)
+            output.fail(exc.message, exc.hint)
             raise typer.Exit(code=3) from exc
         except ApiError as exc:
             output.fail(exc.message, exc.hint or _HINTS.get(exc.status))

@@ -25,9 +25,13 @@ def demo(
     stack = local_stack(home)
     stack.up(_say)
     print_console_hint(stack)
-    endpoint = f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}"
-    _say(f"running demo probes against the collector at {endpoint}")
-    runs = run_demo(endpoint, duration_s=seconds, progress=_say, crm_db=stack.postgres.url)
+    endpoint = stack.collector.endpoints()["otlp_grpc"]
+    files = stack.tls.files
+    ca_file = str(files.ca_file) if files is not None and files.ca_file is not None else None
+    _say(f"running demo probes against the collector at {endpoint}, {stack.tls.describe()}")
+    runs = run_demo(
+        endpoint, duration_s=seconds, progress=_say, crm_db=stack.postgres.url, ca_file=ca_file
+    )
     output.table(
         "Demo jobs",
         ["job id", "tenant", "type", "final state"],
@@ -36,12 +40,10 @@ def demo(
     ports = stack.layout.ports
     failed = next((r for r in runs if r.state == "failed"), runs[0] if runs else None)
     output.console.print("\n[bold]What to look at[/bold]")
-    output.console.print(
-        f"  admin console:    http://127.0.0.1:{ports.api}/console/  (watch it live)"
-    )
+    output.console.print(f"  admin console:    {stack.api.api_url}/console/  (watch it live)")
     if failed is not None:
         output.console.print(f"  b2c jobs show {failed.job_id}")
-    output.console.print(f"  admin API docs:   http://127.0.0.1:{ports.api}/docs")
+    output.console.print(f"  admin API docs:   {stack.api.api_url}/docs")
     output.console.print("  b2c monitor services    b2c monitor services --resources enventa-erp")
     output.console.print("  b2c monitor health      b2c monitor health --component search")
     output.console.print(f"  Prometheus:       http://127.0.0.1:{ports.prometheus}/graph")

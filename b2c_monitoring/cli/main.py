@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from b2c_monitoring.cli import admin, alerts, audit, dashboards, demo, jobs, monitor, serve, stack
+from b2c_monitoring.cli import (
+    admin,
+    alerts,
+    audit,
+    context,
+    dashboards,
+    demo,
+    jobs,
+    monitor,
+    serve,
+    stack,
+)
 
 app = typer.Typer(
     name="b2c",
@@ -12,6 +26,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert",
+            envvar="B2C_CA_CERT",
+            help="PEM file of the CA that issued the admin API's certificate (https) "
+            "(default: the local stack's own CA for its own URL, else the system's CAs)",
+        ),
+    ] = None,
+) -> None:
+    context.ca_cert_option.set(ca_cert)
+
+
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(stack.app, name="stack")

@@ -57,19 +57,45 @@ def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="[default: the port of B2C_API_URL]")] = None,
 ) -> None:
-    """The admin API (settings from B2C_* environment variables)."""
+    """The admin API (settings from B2C_* environment variables); https with B2C_TLS."""
+    from datetime import UTC, datetime
     from urllib.parse import urlparse
 
     import uvicorn
 
     from b2c_monitoring.api.app import create_app
+    from b2c_monitoring.stack.certificates import StackTls
+    from b2c_monitoring.stack.local import default_layout
+    from b2c_monitoring.tls import is_loopback
 
     _logging()
     settings = load_settings()
+    tls = StackTls.from_settings(
+        default_layout().data("tls"),  # self-signed: the local stack's own CA (B2C_HOME)
+        settings.tls,
+        cert_file=settings.tls_cert_file,
+        key_file=settings.tls_key_file,
+        ca_file=settings.tls_ca_file,
+        extra_names=settings.tls_extra_names,
+    )
+    log = logging.getLogger("b2c_monitoring.api")
+    tls.ensure(datetime.now(UTC), log.info)
+    if tls.files is not None:
+        log.info("admin API: %s", tls.describe())
+    elif is_loopback(host):
+        log.info("admin API: plaintext on loopback (B2C_TLS=off)")
+    else:
+        log.warning(
+            "PLAINTEXT on %s: tokens and tenant data cross the network unencrypted; "
+            "set B2C_TLS=files (or self-signed) to serve https",
+            host,
+        )
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port or urlparse(settings.api_url).port or 8000,
         log_level="info",
         access_log=False,
+        ssl_certfile=tls.files.cert_file if tls.files else None,
+        ssl_keyfile=tls.files.key_file if tls.files else None,
     )

@@ -52,6 +52,7 @@ def up(home: HomeOpt = None) -> None:
     stack.up(_say)
     output.console.print(f"[green]stack is up[/green] in {stack.layout.home}")
     _print_status(stack)
+    print_tls(stack)
     print_console_hint(stack)
 
 
@@ -73,14 +74,38 @@ def status(home: HomeOpt = None, json: Annotated[bool, typer.Option("--json")] =
     _print_status(stack)
 
 
+def print_tls(stack: LocalStack) -> None:
+    """Whether the OTLP receivers and the admin API speak TLS, and what to trust."""
+    files = stack.tls.files
+    if files is None:
+        output.console.print(
+            "\n[bold]OTLP and admin API[/bold]  [yellow]plaintext, loopback only[/yellow] "
+            "(B2C_TLS=off; B2C_TLS=self-signed serves TLS with the stack's own CA)"
+        )
+        return
+    output.console.print(
+        f"\n[bold]OTLP and admin API[/bold]  [green]{stack.tls.describe()}[/green]"
+    )
+    if files.ca_file is not None:
+        output.console.print(
+            f"  probes: an https:// endpoint and OTEL_EXPORTER_OTLP_CERTIFICATE={files.ca_file}\n"
+            f"  CLI: finds the CA in {stack.credentials_path}; elsewhere --ca-cert {files.ca_file}"
+        )
+
+
 def print_console_hint(stack: LocalStack) -> None:
     """Where the admin console is and how to sign in to it."""
-    url = f"http://127.0.0.1:{stack.layout.ports.api}/console/"
+    url = f"{stack.api.api_url}/console/"
     output.console.print(f"\n[bold]Admin console[/bold]  {url}")
+    transport = (
+        "over https (trust the stack's CA in the browser, or accept its warning once)"
+        if stack.tls.files is not None
+        else "plain HTTP on loopback only"
+    )
     output.console.print(
         f'  sign in with the admin token in {stack.credentials_path} (the "token" field),\n'
         "  or make one for a person: b2c admin tokens create --name NAME --role operator --tenant TENANT\n"
-        "  plain HTTP on loopback only: the token stays in the browser tab's session storage"
+        f"  {transport}: the token stays in the browser tab's session storage"
     )
 
 

@@ -3,6 +3,10 @@
 The providers are the library's own, never installed as the global ones: a host
 with its own OpenTelemetry setup keeps it, and job reports are not subject to the
 host's sampler (a sampled-out report would be a job that never finished).
+
+TLS: an ``https://`` endpoint (or ``insecure=False``) is verified with ``ca_file``
+(else ``OTEL_EXPORTER_OTLP_CERTIFICATE``, else the system's CAs); the job runner's
+control URL is verified with the same CA.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
 
+import grpc
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -25,6 +31,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_SERVICE_NAME,
@@ -92,6 +99,7 @@ from b2c_monitoring.probes._services import (
 )
 from b2c_monitoring.probes._watch import Watch
 from b2c_monitoring.processors.jobs import Scalar
+from b2c_monitoring.tls import is_loopback, read_ca, url_host
 
 if TYPE_CHECKING:
     import httpx
@@ -122,7 +130,10 @@ class ProbeSettings:
     service_name: str | None = None
     tenant_id: str | None = None
     service_instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    insecure: bool = True
+    insecure: bool = True  # an https:// endpoint is TLS whatever this says
+    # PEM file of the CA that verifies the collector (and the job runner's control URL);
+    # None: the system's CAs
+    ca_file: str | None = None
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT  # s, one export incl. its retries
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE  # per signal
     export_interval: float = DEFAULT_EXPORT_INTERVAL  # s
@@ -145,6 +156,15 @@ class ProbeSettings:
             raise ConfigError(f"max_queue_size must be at least 1, got {self.max_queue_size}")
         if not self.service_instance_id.strip():
             raise ConfigError("service_instance_id is empty")
+        if self.ca_file is not None and not self.tls:
+            raise ConfigError(
+                f"a CA file ({self.ca_file}) is given, but the endpoint {self.endpoint} "
+                "is plaintext: use https://"
+            )
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.endpoint).scheme == "https" or not self.insecure
 
     @classmethod
     def from_env(
@@ -156,12 +176,14 @@ class ProbeSettings:
         tenant_id: str | None = None,
         service_instance_id: str | None = None,
         insecure: bool = True,
+        ca_file: str | None = None,
         export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         metric_export_interval: float | None = None,
     ) -> ProbeSettings:
         """Arguments first, then ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``,
-        ``B2C_TENANT_ID`` and ``OTEL_METRIC_EXPORT_INTERVAL`` (ms), then the defaults."""
+        ``B2C_TENANT_ID``, ``OTEL_EXPORTER_OTLP_CERTIFICATE`` and
+        ``OTEL_METRIC_EXPORT_INTERVAL`` (ms), then the defaults."""
         if metric_export_interval is None:
             metric_export_interval = _seconds_from_millis(
                 environ, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_EXPORT_INTERVAL
@@ -172,6 +194,7 @@ class ProbeSettings:
             tenant_id=tenant_id or environ.get(TENANT_ID_ENV) or None,
             service_instance_id=service_instance_id or str(uuid.uuid4()),
             insecure=insecure,
+            ca_file=ca_file or environ.get(OTEL_EXPORTER_OTLP_CERTIFICATE) or None,
             export_timeout=export_timeout,
             max_queue_size=max_queue_size,
             metric_export_interval=metric_export_interval,
@@ -186,6 +209,28 @@ def _seconds_from_millis(environ: Mapping[str, str], name: str, default: float) 
         return float(raw) / 1000
     except ValueError:
         raise ConfigError(f"{name} must be a number of milliseconds, got {raw!r}") from None
+
+
+def _otlp_options(settings: ProbeSettings) -> dict[str, Any]:
+    """What every OTLP exporter of the probes connects with: the one place for the
+    endpoint, TLS and anything sent with each export. The SDK would read its
+    OTEL_EXPORTER_OTLP_* variables itself; the settings already hold them, read once."""
+    credentials = None
+    if settings.tls:
+        ca = read_ca(settings.ca_file, setting="ca_file") if settings.ca_file else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    elif not is_loopback(url_host(settings.endpoint)):
+        _log.warning(
+            "b2c probes: reporting in PLAINTEXT to %s, not a loopback address; "
+            "use an https:// endpoint with the collector's CA (ca_file)",
+            settings.endpoint,
+        )
+    return {
+        "endpoint": settings.endpoint,
+        "insecure": not settings.tls,
+        "credentials": credentials,
+        "timeout": settings.export_timeout,
+    }
 
 
 def _within(timeout: float, name: str, work: Callable[[], bool]) -> bool:
@@ -246,23 +291,12 @@ class Probes:
         self._span_ledger = Ledger(capacity)
         self._log_ledger = Ledger(capacity)
         self._metric_ledger = Ledger(capacity)  # counts points; metrics never queue
+        otlp = self._otlp = _otlp_options(settings)
         self._span_exporter = LedgerSpanExporter(
-            span_exporter
-            or OTLPSpanExporter(
-                endpoint=settings.endpoint,
-                insecure=settings.insecure,
-                timeout=settings.export_timeout,
-            ),
-            self._span_ledger,
+            span_exporter or OTLPSpanExporter(**otlp), self._span_ledger
         )
         self._log_exporter = LedgerLogExporter(
-            log_exporter
-            or OTLPLogExporter(
-                endpoint=settings.endpoint,
-                insecure=settings.insecure,
-                timeout=settings.export_timeout,
-            ),
-            self._log_ledger,
+            log_exporter or OTLPLogExporter(**otlp), self._log_ledger
         )
 
         # shutdown_on_exit=False: the SDK's own exit hook would wait up to 30 s per
@@ -421,6 +455,7 @@ class Probes:
             service_name=own,
             control_url=control_url,
             token=token,
+            ca_file=self._settings.ca_file,
             max_workers=max_workers,
             max_queued=max_queued,
             poll_wait_s=poll_wait_s,
@@ -605,12 +640,7 @@ class Probes:
                 settings = self._settings
                 reader = self._given_metric_reader or PeriodicExportingMetricReader(
                     LedgerMetricExporter(
-                        OTLPMetricExporter(
-                            endpoint=settings.endpoint,
-                            insecure=settings.insecure,
-                            timeout=settings.export_timeout,
-                            preferred_temporality=GAUGE_DELTA,
-                        ),
+                        OTLPMetricExporter(**self._otlp, preferred_temporality=GAUGE_DELTA),
                         self._metric_ledger,
                     ),
                     export_interval_millis=settings.metric_export_interval * 1000,
@@ -741,6 +771,7 @@ def configure(
     tenant_id: str | None = None,
     service_instance_id: str | None = None,
     insecure: bool = True,
+    ca_file: str | None = None,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
     metric_export_interval: float | None = None,
@@ -754,6 +785,7 @@ def configure(
             tenant_id=tenant_id,
             service_instance_id=service_instance_id,
             insecure=insecure,
+            ca_file=ca_file,
             export_timeout=export_timeout,
             max_queue_size=max_queue_size,
             metric_export_interval=metric_export_interval,

@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -54,6 +54,7 @@ from b2c_monitoring.probes._jobs import JobRun, PendingJob
 from b2c_monitoring.probes._watch import QuietLog
 from b2c_monitoring.processors.job_commands import PARAMS_PREFIX, params_metadata
 from b2c_monitoring.processors.jobs import Scalar
+from b2c_monitoring.tls import client_context, is_loopback, url_host
 
 if TYPE_CHECKING:
     from b2c_monitoring.probes._probes import Probes
@@ -94,13 +95,21 @@ class _Control:
         service: str,
         instance: str,
         wait_s: float,
+        ca_file: str | None = None,
     ) -> None:
         self._params = {"service": service, "instance": instance, "wait": wait_s}
+        if urlsplit(url).scheme != "https" and not is_loopback(url_host(url)):
+            _log.warning(
+                "b2c job runner: the control URL %s is PLAINTEXT and not on loopback; "
+                "its probe token crosses the network unencrypted: use https://",
+                url,
+            )
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             # a long poll answers after up to wait_s
             timeout=httpx.Timeout(wait_s + 10.0, connect=5.0),
+            verify=client_context(ca_file, setting="ca_file"),
         )
 
     def claim(self) -> list[dict[str, Any]]:
@@ -187,6 +196,7 @@ class JobRunner:
         service_name: str | None,
         control_url: str | None = None,
         token: str | None = None,
+        ca_file: str | None = None,
         max_workers: int = DEFAULT_MAX_WORKERS,
         max_queued: int = DEFAULT_MAX_QUEUED,
         poll_wait_s: float = DEFAULT_POLL_WAIT_S,
@@ -216,6 +226,7 @@ class JobRunner:
                 service=service_name,
                 instance=probes.settings.service_instance_id,
                 wait_s=poll_wait_s,
+                ca_file=ca_file,
             )
             self._poller = threading.Thread(
                 target=self._poll, name=f"b2c-runner-{service_name}", daemon=True

@@ -1,30 +1,50 @@
-"""The product's own processes in the local stack: the processor and the admin API."""
+"""The product's own processes in the local stack: the processor and the admin API.
+
+The processor's gRPC server (collector -> processor) is plaintext on loopback; the
+admin API serves https when the stack's TLS is on (``Api(tls=...)``).
+"""
 
 from __future__ import annotations
 
+import ssl
 import sys
 import urllib.request
 from pathlib import Path
 
+from b2c_monitoring.errors import ConfigError
 from b2c_monitoring.stack.base import Launch, Progress, StackLayout
+from b2c_monitoring.stack.certificates import TlsFiles
 from b2c_monitoring.stack.console import ensure_console_build
+from b2c_monitoring.tls import client_context
 
 
-def _get_ok(url: str) -> bool:
+def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - loopback
             return bool(response.status == 200)
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
 class AppPart:
     """Environment shared by the product's processes: where the stores are."""
 
-    def __init__(self, layout: StackLayout, database_url: str, processor_token: str) -> None:
+    def __init__(
+        self,
+        layout: StackLayout,
+        database_url: str,
+        processor_token: str,
+        *,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.layout = layout
         self.database_url = database_url
         self.processor_token = processor_token
+        self.tls = tls
+
+    @property
+    def api_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.layout.ports.api}"
 
     def base_env(self) -> dict[str, str]:
         ports = self.layout.ports
@@ -34,7 +54,7 @@ class AppPart:
             "B2C_PROCESSOR_LISTEN": f"127.0.0.1:{ports.processor_grpc}",
             "B2C_PROCESSOR_METRICS_PORT": str(ports.processor_metrics),
             "B2C_PROCESSOR_TOKEN": self.processor_token,
-            "B2C_API_URL": f"http://127.0.0.1:{ports.api}",
+            "B2C_API_URL": self.api_url,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -64,8 +84,15 @@ class Processor(AppPart):
 class Api(AppPart):
     name = "api"
 
-    def __init__(self, layout: StackLayout, database_url: str, processor_token: str) -> None:
-        super().__init__(layout, database_url, processor_token)
+    def __init__(
+        self,
+        layout: StackLayout,
+        database_url: str,
+        processor_token: str,
+        *,
+        tls: TlsFiles | None = None,
+    ) -> None:
+        super().__init__(layout, database_url, processor_token, tls=tls)
         self.console_dir: Path | None = None
 
     def install(self, progress: Progress) -> None:
@@ -77,7 +104,21 @@ class Api(AppPart):
         # ran install: the build of the current sources, from the cache
         if self.console_dir is None:
             self.console_dir = ensure_console_build(self.layout, lambda _: None)
-        return {**super().base_env(), "B2C_CONSOLE_DIR": str(self.console_dir)}
+        return {**super().base_env(), "B2C_CONSOLE_DIR": str(self.console_dir), **self.tls_env()}
+
+    def tls_env(self) -> dict[str, str]:
+        """``b2c serve api``'s TLS settings: always stated, so that a B2C_TLS of the
+        caller's own environment never reaches the process (the stack resolved it)."""
+        if self.tls is None:
+            return {"B2C_TLS": "off"}
+        env = {
+            "B2C_TLS": "files",
+            "B2C_TLS_CERT_FILE": str(self.tls.cert_file),
+            "B2C_TLS_KEY_FILE": str(self.tls.key_file),
+        }
+        if self.tls.ca_file is not None:
+            env["B2C_TLS_CA_FILE"] = str(self.tls.ca_file)
+        return env
 
     def prepare(self) -> Launch:
         return Launch(
@@ -85,10 +126,19 @@ class Api(AppPart):
         )
 
     def healthy(self) -> bool:
-        return _get_ok(f"http://127.0.0.1:{self.layout.ports.api}/healthz")
+        context = None
+        if self.tls is not None:
+            try:
+                context = client_context(self.tls.ca_file, setting="B2C_TLS_CA_FILE")
+            except ConfigError:
+                return False
+            # whether our own process answers on loopback: the chain is verified, the
+            # name is not (an operator's certificate may name only the public host)
+            context.check_hostname = False
+        return _get_ok(f"{self.api_url}/healthz", context)
 
     def endpoints(self) -> dict[str, str]:
-        base = f"http://127.0.0.1:{self.layout.ports.api}"
+        base = self.api_url
         return {
             "console": f"{base}/console/",
             "api": base,

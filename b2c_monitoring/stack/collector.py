@@ -19,7 +19,10 @@ ports and folders. The operator's own redaction patterns (``B2C_LOG_REDACT_PATTE
 are a list, which ``${env:...}`` cannot carry into a YAML list: the stack writes them
 into ``<home>/run/collector/redaction.yaml`` (:func:`render_redaction_config`), passed
 as a second ``--config`` whose ``blocked_values`` replaces the empty list of
-``redaction/custom``.
+``redaction/custom``. With TLS on, a third, ``<home>/run/collector/tls.yaml``
+(:func:`render_tls_config`), gives both OTLP receivers their certificate and key: the
+collector merges the maps of its ``--config`` files, so the receivers' own settings in
+``collector.yaml`` stay as they are.
 """
 
 from __future__ import annotations
@@ -49,11 +52,13 @@ from b2c_monitoring.stack.base import (
     load_versions,
     repo_root,
 )
+from b2c_monitoring.stack.certificates import TlsFiles
 
 BINARY_NAME: Final = "otelcol-b2c"
 MANIFEST: Final = Path("collector-config") / "builder-config.yaml"
 CONFIG: Final = Path("collector-config") / "collector.yaml"
 REDACTION_CONFIG: Final = "redaction.yaml"
+TLS_CONFIG: Final = "tls.yaml"
 BUILDER_MODULE: Final = "go.opentelemetry.io/collector/cmd/builder"
 
 # Modules the checksum database (sum.golang.org, as reached through the proxy here)
@@ -354,12 +359,31 @@ def render_redaction_config(patterns: Sequence[str]) -> str:
     )
 
 
-def validate_config(binary: Path, env: Mapping[str, str], config: Path | None = None) -> None:
-    """``otelcol-b2c validate`` on the configuration with ``env`` set (on top of ours)."""
+def render_tls_config(files: TlsFiles) -> str:
+    """The ``--config`` that serves both OTLP receivers over TLS with ``files``."""
+    tls = {
+        "cert_file": str(files.cert_file).replace("$", "$$"),
+        "key_file": str(files.key_file).replace("$", "$$"),
+    }
+    config = {"receivers": {"otlp": {"protocols": {"grpc": {"tls": tls}, "http": {"tls": tls}}}}}
+    return "# Written by b2c_monitoring.stack.collector; changes are overwritten.\n" + json.dumps(
+        config, indent=2
+    )
+
+
+def validate_config(
+    binary: Path,
+    env: Mapping[str, str],
+    config: Path | None = None,
+    overlays: Sequence[Path] = (),
+) -> None:
+    """``otelcol-b2c validate`` on the configuration (and ``overlays``, merged over it)
+    with ``env`` set (on top of ours)."""
     config_path = config or repo_root() / CONFIG
+    extra = [arg for overlay in overlays for arg in ("--config", str(overlay))]
     try:
         done = subprocess.run(
-            [str(binary), "validate", "--config", str(config_path)],
+            [str(binary), "validate", "--config", str(config_path), *extra],
             env={**os.environ, **env},
             capture_output=True,
             text=True,
@@ -390,12 +414,14 @@ class Collector:
         es_logs_index: str = "b2c-logs",
         *,
         redact_patterns: Sequence[str] = (),
+        tls: TlsFiles | None = None,
         root: Path | None = None,
     ) -> None:
         self.layout = layout
         self.processor_token = processor_token
         self.es_logs_index = es_logs_index  # the prefix of the daily indices
         self.redact_patterns = tuple(redact_patterns)
+        self.tls = tls
         self.root = root or repo_root()
         self._binary: Path | None = None
 
@@ -406,6 +432,10 @@ class Collector:
     @property
     def redaction_config_path(self) -> Path:
         return self.layout.run(self.name) / REDACTION_CONFIG
+
+    @property
+    def tls_config_path(self) -> Path:
+        return self.layout.run(self.name) / TLS_CONFIG
 
     def env(self) -> dict[str, str]:
         return collector_env(self.layout, self.processor_token, self.es_logs_index)
@@ -420,14 +450,20 @@ class Collector:
         self.layout.data(self.name).mkdir(parents=True, exist_ok=True)
         self.redaction_config_path.parent.mkdir(parents=True, exist_ok=True)
         self.redaction_config_path.write_text(render_redaction_config(self.redact_patterns))
+        argv = [
+            str(binary),
+            "--config",
+            str(self.config_path),
+            "--config",
+            str(self.redaction_config_path),
+        ]
+        if self.tls is not None:
+            self.tls_config_path.write_text(render_tls_config(self.tls))
+            argv += ["--config", str(self.tls_config_path)]
+        else:
+            self.tls_config_path.unlink(missing_ok=True)
         return Launch(
-            argv=[
-                str(binary),
-                "--config",
-                str(self.config_path),
-                "--config",
-                str(self.redaction_config_path),
-            ],
+            argv=argv,
             env={
                 **self.env(),
                 # the daily index of a record is a UTC date; FormatTime(Now()) uses the zone
@@ -440,6 +476,11 @@ class Collector:
             },
         )
 
+    @property
+    def scheme(self) -> str:
+        """Of the OTLP receivers; the health, metrics and telemetry ports stay http."""
+        return "https" if self.tls is not None else "http"
+
     def healthy(self) -> bool:
         url = f"http://{LOOPBACK}:{self.layout.ports.collector_health}/"
         try:
@@ -450,9 +491,10 @@ class Collector:
 
     def endpoints(self) -> dict[str, str]:
         ports = self.layout.ports
+        # an https:// gRPC endpoint is how the OTel SDKs are told to use TLS
         return {
-            "otlp_grpc": f"{LOOPBACK}:{ports.otlp_grpc}",
-            "otlp_http": f"http://{LOOPBACK}:{ports.otlp_http}",
+            "otlp_grpc": f"{self.scheme}://{LOOPBACK}:{ports.otlp_grpc}",
+            "otlp_http": f"{self.scheme}://{LOOPBACK}:{ports.otlp_http}",
             "prometheus_exporter": f"http://{LOOPBACK}:{ports.collector_prometheus_exporter}/metrics",
             "health": f"http://{LOOPBACK}:{ports.collector_health}/",
             "telemetry": f"http://{LOOPBACK}:{ports.collector_telemetry}/metrics",

@@ -2,8 +2,11 @@
 
 ``<home>/data/<part>`` data, ``<home>/logs/<part>.log`` logs, ``<home>/run/<part>`` pid
 files and generated configuration, ``<home>/credentials.json`` the admin token that
-the CLI finds without flags. The default home is ``.b2c/`` in the checkout
-(``B2C_HOME`` overrides it); ``B2C_PORT_OFFSET`` shifts every port.
+the CLI finds without flags (with the API's address and, with TLS on, the CA that
+verifies it). The default home is ``.b2c/`` in the checkout (``B2C_HOME`` overrides
+it); ``B2C_PORT_OFFSET`` shifts every port. ``B2C_TLS`` (settings.py) turns TLS on for
+the OTLP receivers and the admin API; ``self-signed`` keeps the stack's own CA in
+``<home>/data/tls``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.stack.apps import Api, Processor
 from b2c_monitoring.stack.base import Part, Ports, Progress, StackLayout, repo_root
+from b2c_monitoring.stack.certificates import StackTls
 from b2c_monitoring.stack.collector import Collector
 from b2c_monitoring.stack.elasticsearch import Elasticsearch
 from b2c_monitoring.stack.postgres import Postgres
@@ -57,6 +61,15 @@ class LocalStack:
         self.postgres = Postgres(layout, fast_unsafe=fast_unsafe)
         self.processor_token = _secret_file(layout.home / "run" / "processor-token")
         self.logs_index = "b2c-logs"
+        settings = load_settings()
+        self.tls = StackTls.from_settings(
+            layout.data("tls"),
+            settings.tls,
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            ca_file=settings.tls_ca_file,
+            extra_names=settings.tls_extra_names,
+        )
         self.elasticsearch = Elasticsearch(layout, logs_index=self.logs_index)
         self.prometheus = Prometheus(layout)
         self.processor = Processor(layout, self.postgres.url, self.processor_token)
@@ -64,9 +77,10 @@ class LocalStack:
             layout,
             self.processor_token,
             self.logs_index,
-            redact_patterns=load_settings().log_redact_patterns,
+            redact_patterns=settings.log_redact_patterns,
+            tls=self.tls.files,
         )
-        self.api = Api(layout, self.postgres.url, self.processor_token)
+        self.api = Api(layout, self.postgres.url, self.processor_token, tls=self.tls.files)
         parts: list[Part] = [
             self.postgres,
             self.elasticsearch,
@@ -87,6 +101,7 @@ class LocalStack:
             part.install(progress)
 
     def up(self, progress: Progress) -> None:
+        self._restart_on_tls_change(self.tls.ensure(datetime.now(UTC), progress), progress)
         self.supervisor.start(self.postgres, progress)
         migrate(self.postgres.url)
         self.ensure_admin_token(progress)
@@ -96,8 +111,25 @@ class LocalStack:
     def down(self, progress: Progress) -> None:
         self.supervisor.down(progress)
 
+    def _restart_on_tls_change(self, renewed: bool, progress: Progress) -> None:
+        """A running collector or API keeps the TLS it was started with: stop them
+        when it changed (B2C_TLS, the files, or a renewed certificate), so that
+        ``up`` starts them again with the new one."""
+        state = self.layout.run("tls") / "started-with"
+        now = self.tls.fingerprint()
+        # a stack started before this file existed had no TLS
+        before = state.read_text() if state.exists() else StackTls("off", None).fingerprint()
+        if renewed or before != now:
+            for part in (self.api, self.collector):
+                if self.supervisor.pid(part) is not None:
+                    progress(f"{part.name}: restarting for the new TLS settings or certificate")
+                    self.supervisor.stop(part, progress)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(now)
+
     def ensure_admin_token(self, progress: Progress) -> None:
         if self.credentials_path.exists():
+            self._write_credentials(self.credentials()["token"])  # TLS may have changed
             return
         pool = make_pool(self.postgres.url, max_size=1, name="b2c-stack")
         pool.open(wait=True)
@@ -105,13 +137,19 @@ class LocalStack:
             _, secret = TokenStore(pool).create("local-admin", Role.ADMIN, None, datetime.now(UTC))
         finally:
             pool.close()
-        self.credentials_path.write_text(
-            json.dumps(
-                {"apiUrl": f"http://127.0.0.1:{self.layout.ports.api}", "token": secret}, indent=2
-            )
-        )
-        self.credentials_path.chmod(0o600)
+        self._write_credentials(secret)
         progress(f"created an admin token in {self.credentials_path}")
+
+    def _write_credentials(self, token: str) -> None:
+        stored: dict[str, str] = {"apiUrl": self.api.api_url, "token": token}
+        files = self.tls.files
+        if files is not None and files.ca_file is not None:
+            stored["caCert"] = str(files.ca_file)
+        text = json.dumps(stored, indent=2)
+        if self.credentials_path.exists() and self.credentials_path.read_text() == text:
+            return
+        self.credentials_path.write_text(text)
+        self.credentials_path.chmod(0o600)
 
     def credentials(self) -> dict[str, str]:
         """The stack's admin API address and token (``credentials.json``)."""
@@ -121,6 +159,7 @@ class LocalStack:
     def status(self) -> dict[str, Any]:
         return {
             "home": str(self.layout.home),
+            "tls": self.tls.describe(),
             "parts": [
                 {
                     "name": s.name,
