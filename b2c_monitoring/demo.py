@@ -319,6 +319,7 @@ def run_demo(
     progress: Callable[[str], None],
     crm_db: str | None = None,
     ca_file: str | None = None,
+    token: str | None = None,
 ) -> list[DemoJob]:
     """Run demo jobs and services against the collector at ``endpoint``; the job runs
     and their final states.
@@ -327,7 +328,8 @@ def run_demo(
     with proportionally as many jobs. ``seed`` repeats the same plan (job ids are
     always new: a stored job's terminal state is never left, so reusing ids would
     show nothing). ``crm_db`` is the conninfo of the Postgres watched as ``crm-db``;
-    ``ca_file`` verifies an https ``endpoint``.
+    ``ca_file`` verifies an https ``endpoint``; ``token`` is the probe token the probes
+    report with (else B2C_PROBE_TOKEN or OTEL_EXPORTER_OTLP_HEADERS).
     Must not be called from a running event loop.
     """
     if not tenants:
@@ -345,6 +347,7 @@ def run_demo(
             service_name=name,
             service_instance_id=f"{name}-demo",
             ca_file=ca_file,
+            token=token,
             metric_export_interval=_METRIC_EXPORT_INTERVAL_S,
         )
         for name in [*(scenario.service_name for scenario in _SCENARIOS.values()), "search"]

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     logs_index: str = "b2c-logs"
     log_retention_days: int = Field(default=14, ge=1, le=3650)
     log_redact_patterns: tuple[str, ...] = ()
+    # the collector's per-probe-token rate limit (docs/ingestion-auth.md): items (spans,
+    # data points, log records) a second on average, and at once after a quiet spell
+    # (0: twice the rate); above it, RESOURCE_EXHAUSTED / HTTP 429 with a retry delay.
+    # B2C_INGEST_RATE_PER_S=0 turns it off.
+    ingest_rate_per_s: float = Field(default=20_000, ge=0)
+    ingest_burst: float = Field(default=0, ge=0)
 
     default_tenant: str = Field(default="default", min_length=1, max_length=64)
 

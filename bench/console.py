@@ -126,6 +126,7 @@ def live(browser: Browser, stack: LocalStack, base: str, secret: str, spans: int
     probes = Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name="bench-console",
             tenant_id=tenant,
         )

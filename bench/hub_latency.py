@@ -69,6 +69,7 @@ async def latency(stack: LocalStack, hub_url: str, jobs: int, export_interval: f
     probes = Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name="bench-hub",
             tenant_id=tenant,
             export_interval=export_interval,

@@ -143,7 +143,12 @@ def prebuild(
 
 
 def sender(
-    endpoint: str, requests: list[Prepared], interval: float, sent: Sent, lock: threading.Lock
+    endpoint: str,
+    metadata: tuple[tuple[str, str], ...],
+    requests: list[Prepared],
+    interval: float,
+    sent: Sent,
+    lock: threading.Lock,
 ) -> None:
     next_at = time.monotonic()
     with grpc.insecure_channel(endpoint) as channel:
@@ -152,7 +157,7 @@ def sender(
         )
         for prepared in requests:
             try:
-                export(prepared.data, timeout=30)
+                export(prepared.data, timeout=30, metadata=metadata)
             except grpc.RpcError:
                 with lock:
                     sent.failed_requests += 1
@@ -194,6 +199,7 @@ def main() -> int:
 
     stack = LocalStack(default_layout(args.home, args.port_offset))
     endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
+    metadata = (("authorization", f"Bearer {stack.probe_token}"),)
     run = uuid.uuid4().hex[:8]
     tenant = f"bench-{run}"
     spans_per_request = args.jobs_per_request * len(REPORTS)
@@ -213,7 +219,9 @@ def main() -> int:
     sent, lock = Sent(), threading.Lock()
     started = time.monotonic()
     threads = [
-        threading.Thread(target=sender, args=(endpoint, prepared[w], interval, sent, lock))
+        threading.Thread(
+            target=sender, args=(endpoint, metadata, prepared[w], interval, sent, lock)
+        )
         for w in range(args.workers)
     ]
     for t in threads:

@@ -111,6 +111,7 @@ class Sent:
 
 def sender(
     endpoint: str,
+    metadata: tuple[tuple[str, str], ...],
     requests: list[bytes],
     per_request: int,
     interval: float,
@@ -122,7 +123,7 @@ def sender(
         export = channel.unary_unary(EXPORT, None, None)
         for request in requests:
             try:
-                export(request, timeout=30)
+                export(request, timeout=30, metadata=metadata)
             except grpc.RpcError:
                 with lock:
                     sent.failed_requests += 1
@@ -135,11 +136,17 @@ def sender(
                 time.sleep(delay)
 
 
-def send_all(endpoint: str, prepared: list[list[bytes]], per_request: int, interval: float) -> Sent:
+def send_all(
+    endpoint: str,
+    metadata: tuple[tuple[str, str], ...],
+    prepared: list[list[bytes]],
+    per_request: int,
+    interval: float,
+) -> Sent:
     sent, lock = Sent(), threading.Lock()
     threads = [
         threading.Thread(
-            target=sender, args=(endpoint, requests, per_request, interval, sent, lock)
+            target=sender, args=(endpoint, metadata, requests, per_request, interval, sent, lock)
         )
         for requests in prepared
     ]
@@ -180,7 +187,13 @@ def build(
 
 
 def warm_up(
-    base: str, endpoint: str, index: str, at_ns: int, args: argparse.Namespace, interval: float
+    base: str,
+    endpoint: str,
+    metadata: tuple[tuple[str, str], ...],
+    index: str,
+    at_ns: int,
+    args: argparse.Namespace,
+    interval: float,
 ) -> None:
     """Send ``--warmup`` seconds of records at the offered rate into an index of their
     own, wait until they are searchable and delete the index: a freshly started
@@ -190,6 +203,7 @@ def warm_up(
     per_worker = max(1, round(args.rate * args.warmup / args.per_request / args.workers))
     sent = send_all(
         endpoint,
+        metadata,
         build(run, args.workers, per_worker, args.per_request, at_ns),
         args.per_request,
         interval,
@@ -294,6 +308,7 @@ def main() -> int:
     base = stack.elasticsearch.url
     telemetry = stack.collector.endpoints()["telemetry"]
     endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
+    metadata = (("authorization", f"Bearer {stack.probe_token}"),)
     day = datetime.now(UTC) - timedelta(days=args.days_ago)
     index = daily_index(stack.logs_index, day.date())
     existing = httpx.get(f"{base}/{index}/_count", timeout=30)
@@ -314,7 +329,9 @@ def main() -> int:
                 f"{warm_index} already holds documents; choose another --days-ago", file=sys.stderr
             )
             return 2
-        warm_up(base, endpoint, warm_index, int(warm_day.timestamp() * 1e9), args, interval)
+        warm_up(
+            base, endpoint, metadata, warm_index, int(warm_day.timestamp() * 1e9), args, interval
+        )
     print(f"building {per_worker * args.workers} requests of {args.per_request} records ...")
     prepared = build(run, args.workers, per_worker, args.per_request, at_ns)
     heap_before, heap_max = heap(base)
@@ -328,7 +345,7 @@ def main() -> int:
     sampler = threading.Thread(target=sample_counts, args=(base, index, run, sampling, samples))
     started = time.monotonic()
     sampler.start()
-    sent = send_all(endpoint, prepared, args.per_request, interval)
+    sent = send_all(endpoint, metadata, prepared, args.per_request, interval)
     send_seconds = time.monotonic() - started
     sampling.set()
     sampler.join()

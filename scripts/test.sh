@@ -14,6 +14,14 @@ uv run ruff check .
 uv run ruff format --check . >/dev/null || { uv run ruff format --diff . | head -50; exit 1; }
 uv run mypy
 
+echo "== our collector components (Go): gofmt, go vet, go test"
+GO="$(command -v go || echo /usr/local/go/bin/go)"
+for module in collector-components/*/; do
+    unformatted="$("$(dirname "$GO")/gofmt" -l "$module")"
+    [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
+    (cd "$module" && "$GO" vet ./... && "$GO" test -count=1 ./...)
+done
+
 echo "== installing the stack's parts (a first collector build takes minutes)"
 uv run b2c stack install --home .b2c-test
 

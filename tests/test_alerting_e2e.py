@@ -28,6 +28,7 @@ from tests.api_process import cli
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
 from tests.polling import eventually
+from tests.tokens import probe_auth
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def _post(stack: LocalStack, signal: str, body: bytes) -> None:
     response = httpx.post(
         f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/{signal}",
         content=body,
-        headers={"Content-Type": "application/x-protobuf"},
+        headers={"Content-Type": "application/x-protobuf", **probe_auth(stack)},
         timeout=10,
     )
     assert response.status_code == 200, response.text

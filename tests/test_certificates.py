@@ -33,6 +33,8 @@ from b2c_monitoring.tls import client_context, is_loopback, url_host
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
+NO_DATABASE = "postgresql://b2c@127.0.0.1:1/b2c"  # the collector is never started
+
 
 def _quiet(line: str) -> None:
     pass
@@ -307,7 +309,7 @@ def test_a_stack_with_self_signed_tls_serves_https_and_tells_its_clients_the_ca(
     assert stack.api.tls_env()["B2C_TLS"] == "files"
     assert stack.api.tls_env()["B2C_TLS_CA_FILE"] == str(files.ca_file)
 
-    stack._write_credentials("secret")
+    stack._write_credentials({"token": "secret", "probeToken": "probe-secret"})
     monkeypatch.setenv("B2C_HOME", str(tmp_path))
     target = discover()
     assert (target.url, target.token, target.ca_file) == (
@@ -333,12 +335,12 @@ def test_the_collector_gets_the_tls_overlay_only_with_tls_on(
     layout = StackLayout(home=tmp_path / "home")
     binary = tmp_path / "otelcol-b2c"
     binary.write_text("")
-    on = Collector(layout, "tok", tls=made)
+    on = Collector(layout, "tok", ingest_auth_dsn=NO_DATABASE, tls=made)
     on._binary = binary
     argv = on.prepare().argv
     assert argv[-2:] == ["--config", str(on.tls_config_path)]
     assert on.tls_config_path.is_file()
-    off = Collector(layout, "tok")
+    off = Collector(layout, "tok", ingest_auth_dsn=NO_DATABASE)
     off._binary = binary
     assert str(off.tls_config_path) not in off.prepare().argv
     assert not off.tls_config_path.exists()  # a stale overlay is not left to mislead

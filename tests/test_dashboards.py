@@ -31,6 +31,7 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.logs import make_client
 from tests.otlp_builders import job_span, trace_request
 from tests.polling import eventually
+from tests.tokens import probe_metadata
 
 # --------------------------------------------------------------------------------------
 # generated files and schema
@@ -247,7 +248,7 @@ def filled(stack: LocalStack) -> Iterator[Filled]:
                     "tenant.id": tenants[0],
                 }
             )
-            stub.Export(trace_request([bad]), timeout=10)
+            stub.Export(trace_request([bad]), timeout=10, metadata=probe_metadata(stack))
         for _ in range(5):
             assert api.get("/api/admin/jobs", params={"tenant": tenants[0]}).status_code == 200
 

@@ -38,7 +38,7 @@ from b2c_monitoring.storage.logs import LogStore, make_client
 from tests.api_process import api_process, cli, cli_env
 from tests.otlp_builders import kvs
 from tests.polling import eventually
-from tests.tokens import bearer, token
+from tests.tokens import bearer, probe_auth, token
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def send_logs(stack: LocalStack, records: list[LogRecord], resource: dict[str, A
     response = httpx.post(
         f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/logs",
         content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
+        headers={"Content-Type": "application/x-protobuf", **probe_auth(stack)},
         timeout=10,
     )
     assert response.status_code == 200, response.text

@@ -38,6 +38,7 @@ from b2c_monitoring.storage.maintenance import MaintenanceThread
 from b2c_monitoring.storage.metrics import MetricsPolicy
 from tests.otlp_builders import kvs
 from tests.polling import eventually
+from tests.tokens import probe_auth
 
 DAY_NS = 86_400 * 10**9
 BODY_LIMIT, ATTRIBUTE_LIMIT, ATTRIBUTES_PER_RECORD = 65_536, 16_384, 128
@@ -103,7 +104,7 @@ def post(stack: LocalStack, content: bytes, content_type: str) -> httpx.Response
     return httpx.post(
         f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/logs",
         content=content,
-        headers={"Content-Type": content_type},
+        headers={"Content-Type": content_type, **probe_auth(stack)},
         timeout=30,
     )
 

@@ -26,6 +26,7 @@ from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from tests.otlp_builders import job_span, trace_request
 from tests.polling import eventually
+from tests.tokens import probe_auth, probe_metadata
 
 pytestmark = pytest.mark.integration
 
@@ -156,9 +157,13 @@ def test_shuffled_and_duplicated_reports_end_in_the_same_row(
     with grpc.insecure_channel(f"127.0.0.1:{stack.layout.ports.otlp_grpc}") as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)
         for span in ordered_spans:
-            stub.Export(trace_request([span]), timeout=10)
+            stub.Export(trace_request([span]), timeout=10, metadata=probe_metadata(stack))
         for start in range(0, len(scrambled_spans), 4):
-            stub.Export(trace_request(scrambled_spans[start : start + 4]), timeout=10)
+            stub.Export(
+                trace_request(scrambled_spans[start : start + 4]),
+                timeout=10,
+                metadata=probe_metadata(stack),
+            )
 
     def both() -> tuple[Any, Any] | None:
         a, b = jobs.get(in_order, [tenant]), jobs.get(scrambled, [tenant])
@@ -207,7 +212,7 @@ def test_a_hand_built_otlp_http_protobuf_report_is_a_job(
     response = httpx.post(
         f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/traces",
         content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
+        headers={"Content-Type": "application/x-protobuf", **probe_auth(stack)},
         timeout=10,
     )
     assert response.status_code == 200

@@ -24,6 +24,7 @@ from b2c_monitoring.stack.local import LocalStack
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
 from tests.polling import eventually
+from tests.tokens import probe_auth
 
 # (text with a secret, the secret, what must survive)
 SAMPLES = [
@@ -92,7 +93,7 @@ def test_the_collector_masks_the_same_secrets_before_elasticsearch(
     response = httpx.post(
         f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/logs",
         content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
+        headers={"Content-Type": "application/x-protobuf", **probe_auth(stack)},
         timeout=10,
     )
     assert response.status_code == 200
@@ -186,7 +187,11 @@ def custom_redaction(stack: LocalStack) -> Iterator[None]:
     """The stack's collector restarted with CUSTOM_PATTERNS (B2C_LOG_REDACT_PATTERNS of
     a real stack), and back to the stack's own configuration afterwards."""
     custom = Collector(
-        stack.layout, stack.processor_token, stack.logs_index, redact_patterns=CUSTOM_PATTERNS
+        stack.layout,
+        stack.processor_token,
+        stack.logs_index,
+        ingest_auth_dsn=stack.postgres.url,
+        redact_patterns=CUSTOM_PATTERNS,
     )
     stack.supervisor.stop(stack.collector, lambda _line: None)
     stack.supervisor.start(custom, lambda _line: None)
@@ -283,7 +288,7 @@ def test_no_secret_in_a_url_a_header_a_body_or_a_custom_pattern_reaches_elastics
     response = httpx.post(
         f"http://127.0.0.1:{stack.layout.ports.otlp_http}/v1/logs",
         content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
+        headers={"Content-Type": "application/x-protobuf", **probe_auth(stack)},
         timeout=10,
     )
     assert response.status_code == 200

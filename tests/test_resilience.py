@@ -16,6 +16,7 @@ from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from tests.otlp_builders import job_span, trace_request
 from tests.polling import eventually
+from tests.tokens import probe_metadata
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,7 @@ def test_with_postgres_stopped_the_collector_keeps_the_batch_until_it_is_back(
                     ]
                 ),
                 timeout=10,
+                metadata=probe_metadata(stack),
             )
         # the processor could not store it and said so (UNAVAILABLE), so the collector kept it
         eventually(

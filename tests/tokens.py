@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import psycopg_pool
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.storage.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from b2c_monitoring.stack.local import LocalStack
 
 
 def token(
@@ -25,3 +29,13 @@ def token(
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+def probe_auth(stack: LocalStack) -> dict[str, str]:
+    """The header a raw OTLP/HTTP sender needs: the stack's probe token of every tenant."""
+    return bearer(stack.probe_token)
+
+
+def probe_metadata(stack: LocalStack) -> tuple[tuple[str, str], ...]:
+    """The same for a raw OTLP/gRPC call (metadata keys are lower case)."""
+    return (("authorization", f"Bearer {stack.probe_token}"),)

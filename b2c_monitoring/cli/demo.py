@@ -30,7 +30,12 @@ def demo(
     ca_file = str(files.ca_file) if files is not None and files.ca_file is not None else None
     _say(f"running demo probes against the collector at {endpoint}, {stack.tls.describe()}")
     runs = run_demo(
-        endpoint, duration_s=seconds, progress=_say, crm_db=stack.postgres.url, ca_file=ca_file
+        endpoint,
+        duration_s=seconds,
+        progress=_say,
+        crm_db=stack.postgres.url,
+        ca_file=ca_file,
+        token=stack.probe_token,
     )
     output.table(
         "Demo jobs",

@@ -33,6 +33,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_CERTIFICATE,
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_SERVICE_NAME,
 )
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
     import requests
 
 TENANT_ID_ENV: Final = "B2C_TENANT_ID"
+PROBE_TOKEN_ENV: Final = "B2C_PROBE_TOKEN"  # noqa: S105 (a variable name)
 DEFAULT_ENDPOINT: Final = "http://localhost:4317"
 DEFAULT_EXPORT_TIMEOUT: Final = 5.0
 DEFAULT_MAX_QUEUE_SIZE: Final = 2048
@@ -134,6 +136,9 @@ class ProbeSettings:
     # PEM file of the CA that verifies the collector (and the job runner's control URL);
     # None: the system's CAs
     ca_file: str | None = None
+    # the probe token the collector lets reports in with (b2c admin tokens create
+    # --role probe); None: whatever OTEL_EXPORTER_OTLP_HEADERS says, read by the SDK
+    token: str | None = field(default=None, repr=False)
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT  # s, one export incl. its retries
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE  # per signal
     export_interval: float = DEFAULT_EXPORT_INTERVAL  # s
@@ -156,6 +161,10 @@ class ProbeSettings:
             raise ConfigError(f"max_queue_size must be at least 1, got {self.max_queue_size}")
         if not self.service_instance_id.strip():
             raise ConfigError("service_instance_id is empty")
+        if self.token is not None and (
+            not self.token.strip() or any(ch.isspace() for ch in self.token)
+        ):
+            raise ConfigError("the probe token is empty or holds white space")
         if self.ca_file is not None and not self.tls:
             raise ConfigError(
                 f"a CA file ({self.ca_file}) is given, but the endpoint {self.endpoint} "
@@ -177,13 +186,15 @@ class ProbeSettings:
         service_instance_id: str | None = None,
         insecure: bool = True,
         ca_file: str | None = None,
+        token: str | None = None,
         export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         metric_export_interval: float | None = None,
     ) -> ProbeSettings:
         """Arguments first, then ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``,
-        ``B2C_TENANT_ID``, ``OTEL_EXPORTER_OTLP_CERTIFICATE`` and
-        ``OTEL_METRIC_EXPORT_INTERVAL`` (ms), then the defaults."""
+        ``B2C_TENANT_ID``, ``OTEL_EXPORTER_OTLP_CERTIFICATE``, ``B2C_PROBE_TOKEN`` and
+        ``OTEL_METRIC_EXPORT_INTERVAL`` (ms), then the defaults. Without a token the SDK
+        sends ``OTEL_EXPORTER_OTLP_HEADERS`` (``authorization=Bearer%20<token>``)."""
         if metric_export_interval is None:
             metric_export_interval = _seconds_from_millis(
                 environ, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_EXPORT_INTERVAL
@@ -195,6 +206,7 @@ class ProbeSettings:
             service_instance_id=service_instance_id or str(uuid.uuid4()),
             insecure=insecure,
             ca_file=ca_file or environ.get(OTEL_EXPORTER_OTLP_CERTIFICATE) or None,
+            token=token or environ.get(PROBE_TOKEN_ENV) or None,
             export_timeout=export_timeout,
             max_queue_size=max_queue_size,
             metric_export_interval=metric_export_interval,
@@ -225,10 +237,20 @@ def _otlp_options(settings: ProbeSettings) -> dict[str, Any]:
             "use an https:// endpoint with the collector's CA (ca_file)",
             settings.endpoint,
         )
+    headers = None
+    if settings.token is not None:
+        headers = {"authorization": f"Bearer {settings.token}"}
+    elif "authorization" not in os.environ.get(OTEL_EXPORTER_OTLP_HEADERS, "").lower():
+        _log.warning(
+            "b2c probes: no probe token (token=, B2C_PROBE_TOKEN or an authorization in "
+            "OTEL_EXPORTER_OTLP_HEADERS): the collector refuses the reports; create one "
+            "with 'b2c admin tokens create --role probe'"
+        )
     return {
         "endpoint": settings.endpoint,
         "insecure": not settings.tls,
         "credentials": credentials,
+        "headers": headers,
         "timeout": settings.export_timeout,
     }
 
@@ -448,6 +470,7 @@ class Probes:
             raise ConfigError(
                 f"the runner's service_name {service_name!r} differs from the probes' {own!r}"
             )
+        token = token or self._settings.token  # the same probe token, unless told
         if control_url is not None and not token:
             raise ConfigError("a job runner with a control_url needs a probe token")
         return JobRunner(
@@ -772,6 +795,7 @@ def configure(
     service_instance_id: str | None = None,
     insecure: bool = True,
     ca_file: str | None = None,
+    token: str | None = None,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
     metric_export_interval: float | None = None,
@@ -786,6 +810,7 @@ def configure(
             service_instance_id=service_instance_id,
             insecure=insecure,
             ca_file=ca_file,
+            token=token,
             export_timeout=export_timeout,
             max_queue_size=max_queue_size,
             metric_export_interval=metric_export_interval,

@@ -7,8 +7,9 @@ the manifest is pinned to. The build needs only Go and the Go module proxy; it r
 with ``CGO_ENABLED=0``.
 
 Builds are cached in ``<cache>/collector/<hash>/otelcol-b2c``, where ``<hash>`` is
-:func:`manifest_hash` (the manifest's bytes and the Go version), so only a changed
-manifest or another Go rebuilds it. A build runs in a temporary folder next to the
+:func:`manifest_hash` (the manifest's bytes, the Go version and the sources of our own
+components in ``collector-components/``), so only a changed manifest, component or Go
+rebuilds it. A build runs in a temporary folder next to the
 cache entry, which is renamed into place only when the binary is complete: an
 interrupted build is never taken as done. A lock file per hash keeps two processes
 from building the same entry at once.
@@ -57,6 +58,7 @@ from b2c_monitoring.stack.certificates import TlsFiles
 BINARY_NAME: Final = "otelcol-b2c"
 MANIFEST: Final = Path("collector-config") / "builder-config.yaml"
 CONFIG: Final = Path("collector-config") / "collector.yaml"
+COMPONENTS: Final = Path("collector-components")
 REDACTION_CONFIG: Final = "redaction.yaml"
 TLS_CONFIG: Final = "tls.yaml"
 BUILDER_MODULE: Final = "go.opentelemetry.io/collector/cmd/builder"
@@ -78,6 +80,9 @@ _MILESTONES: Final = {
     "Compiled": "compiled",
 }
 _OUTPUT_PATH_LINE: Final = re.compile(r"^(?P<indent>[ \t]+)output_path:.*$", re.MULTILINE)
+_MODULE_PATH_LINE: Final = re.compile(
+    r"^(?P<indent>[ \t]+)path:[ \t]*(?P<path>\S+)[ \t]*$", re.MULTILINE
+)
 
 
 class CollectorBuildError(StackError):
@@ -112,12 +117,29 @@ def go_version() -> str:
     return version
 
 
+def component_sources(root: Path) -> list[Path]:
+    """The files our own components are built from (tests excluded: they change
+    nothing in the binary), in a stable order."""
+    folder = root / COMPONENTS
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith("_test.go") and p.suffix in {".go", ".mod", ".sum"}
+    )
+
+
 def manifest_hash(root: Path) -> str:
-    """sha256 (hex) over the builder manifest under ``root`` and the Go version."""
+    """sha256 (hex) over the builder manifest under ``root``, the Go version and the
+    sources of our components."""
     digest = hashlib.sha256()
     digest.update((root / MANIFEST).read_bytes())
     digest.update(b"\0")
     digest.update(go_version().encode())
+    for source in component_sources(root):
+        digest.update(b"\0" + source.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes())
     return digest.hexdigest()
 
 
@@ -139,6 +161,14 @@ def manifest_with_output_path(manifest: str, output_path: Path) -> str:
     if count != 1:
         raise CollectorBuildError(f"{MANIFEST}: no 'output_path:' line under 'dist:'")
     return replaced
+
+
+def manifest_with_absolute_paths(manifest: str, root: Path) -> str:
+    """The manifest text with each module ``path:`` made absolute against ``root``: ocb
+    resolves it against its own working folder, which is a temporary one."""
+    return _MODULE_PATH_LINE.sub(
+        lambda m: f'{m.group("indent")}path: "{(root / m.group("path")).resolve()}"', manifest
+    )
 
 
 def collector_cache(layout: StackLayout) -> Path:
@@ -275,7 +305,10 @@ def ensure_collector_binary(
             staged.mkdir()
             manifest_copy = staged / "builder-config.yaml"
             manifest_copy.write_text(
-                manifest_with_output_path(manifest_text, build_dir), encoding="utf-8"
+                manifest_with_absolute_paths(
+                    manifest_with_output_path(manifest_text, build_dir), root
+                ),
+                encoding="utf-8",
             )
             argv = [
                 go_executable(),
@@ -319,9 +352,18 @@ def ensure_collector_binary(
 # configuration
 
 
-def collector_env(layout: StackLayout, processor_token: str, es_logs_index: str) -> dict[str, str]:
+def collector_env(
+    layout: StackLayout,
+    processor_token: str,
+    es_logs_index: str,
+    ingest_auth_dsn: str,
+    *,
+    rate_per_s: float = 20_000,
+    burst: float = 0,
+) -> dict[str, str]:
     """The ``${env:...}`` variables ``collector-config/collector.yaml`` reads."""
     ports = layout.ports
+    storage = layout.data("collector")
     return {
         "B2C_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports.otlp_grpc}",
         "B2C_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
@@ -333,7 +375,13 @@ def collector_env(layout: StackLayout, processor_token: str, es_logs_index: str)
         "B2C_COLLECTOR_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports.collector_health}",
         "B2C_COLLECTOR_TELEMETRY_HOST": LOOPBACK,
         "B2C_COLLECTOR_TELEMETRY_PORT": str(ports.collector_telemetry),
-        "B2C_COLLECTOR_STORAGE_DIR": str(layout.data("collector") / "file_storage"),
+        "B2C_COLLECTOR_STORAGE_DIR": str(storage / "file_storage"),
+        # b2c_ingest_auth: where the probe tokens are, and where it keeps the last ones
+        # it loaded, for a start while Postgres is down
+        "B2C_INGEST_AUTH_DSN": ingest_auth_dsn,
+        "B2C_INGEST_AUTH_CACHE": str(storage / "probe-tokens.json"),
+        "B2C_INGEST_RATE_PER_S": repr(float(rate_per_s)),
+        "B2C_INGEST_BURST": repr(float(burst)),
     }
 
 
@@ -413,13 +461,18 @@ class Collector:
         processor_token: str,
         es_logs_index: str = "b2c-logs",
         *,
+        ingest_auth_dsn: str,
         redact_patterns: Sequence[str] = (),
+        rate_per_s: float = 20_000,
+        burst: float = 0,
         tls: TlsFiles | None = None,
         root: Path | None = None,
     ) -> None:
         self.layout = layout
         self.processor_token = processor_token
         self.es_logs_index = es_logs_index  # the prefix of the daily indices
+        self.ingest_auth_dsn = ingest_auth_dsn
+        self.rate_per_s, self.burst = rate_per_s, burst
         self.redact_patterns = tuple(redact_patterns)
         self.tls = tls
         self.root = root or repo_root()
@@ -438,7 +491,14 @@ class Collector:
         return self.layout.run(self.name) / TLS_CONFIG
 
     def env(self) -> dict[str, str]:
-        return collector_env(self.layout, self.processor_token, self.es_logs_index)
+        return collector_env(
+            self.layout,
+            self.processor_token,
+            self.es_logs_index,
+            self.ingest_auth_dsn,
+            rate_per_s=self.rate_per_s,
+            burst=self.burst,
+        )
 
     def install(self, progress: Progress) -> None:
         self._binary = ensure_collector_binary(self.layout, progress, self.root)

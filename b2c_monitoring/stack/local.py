@@ -77,7 +77,10 @@ class LocalStack:
             layout,
             self.processor_token,
             self.logs_index,
+            ingest_auth_dsn=self.postgres.url,
             redact_patterns=settings.log_redact_patterns,
+            rate_per_s=settings.ingest_rate_per_s,
+            burst=settings.ingest_burst,
             tls=self.tls.files,
         )
         self.api = Api(layout, self.postgres.url, self.processor_token, tls=self.tls.files)
@@ -128,20 +131,31 @@ class LocalStack:
         state.write_text(now)
 
     def ensure_admin_token(self, progress: Progress) -> None:
-        if self.credentials_path.exists():
-            self._write_credentials(self.credentials()["token"])  # TLS may have changed
-            return
-        pool = make_pool(self.postgres.url, max_size=1, name="b2c-stack")
-        pool.open(wait=True)
-        try:
-            _, secret = TokenStore(pool).create("local-admin", Role.ADMIN, None, datetime.now(UTC))
-        finally:
-            pool.close()
-        self._write_credentials(secret)
-        progress(f"created an admin token in {self.credentials_path}")
+        """The stack's own tokens, made once and kept in ``credentials.json``: an admin
+        token for the CLI and the console, and a probe token of every tenant for the
+        demo probes and local senders (the collector refuses OTLP without one)."""
+        stored = self.credentials() if self.credentials_path.exists() else {}
+        made: dict[str, str] = {}
+        wanted = {"token": ("local-admin", Role.ADMIN), "probeToken": ("local-probes", Role.PROBE)}
+        missing = {key: spec for key, spec in wanted.items() if key not in stored}
+        if missing:
+            pool = make_pool(self.postgres.url, max_size=1, name="b2c-stack")
+            pool.open(wait=True)
+            try:
+                for key, (name, role) in missing.items():
+                    _, made[key] = TokenStore(pool).create(name, role, None, datetime.now(UTC))
+            finally:
+                pool.close()
+        self._write_credentials({**stored, **made})  # also when TLS changed
+        for key in made:
+            progress(f"created the stack's {wanted[key][0]} token in {self.credentials_path}")
 
-    def _write_credentials(self, token: str) -> None:
-        stored: dict[str, str] = {"apiUrl": self.api.api_url, "token": token}
+    def _write_credentials(self, tokens: dict[str, str]) -> None:
+        stored: dict[str, str] = {
+            "apiUrl": self.api.api_url,
+            "token": tokens["token"],
+            "probeToken": tokens["probeToken"],
+        }
         files = self.tls.files
         if files is not None and files.ca_file is not None:
             stored["caCert"] = str(files.ca_file)
@@ -150,6 +164,11 @@ class LocalStack:
             return
         self.credentials_path.write_text(text)
         self.credentials_path.chmod(0o600)
+
+    @property
+    def probe_token(self) -> str:
+        """The stack's probe token of every tenant (``credentials.json``)."""
+        return self.credentials()["probeToken"]
 
     def credentials(self) -> dict[str, str]:
         """The stack's admin API address and token (``credentials.json``)."""
