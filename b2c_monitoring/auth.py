@@ -1,12 +1,14 @@
-"""Who may do what: roles and tenant scopes of admin API tokens (pure)."""
+"""Who may do what: roles, tenant and service scopes, and the lifetime of admin API
+tokens (pure: the clock is passed in)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from b2c_monitoring.errors import Forbidden
+from b2c_monitoring.errors import Forbidden, Unauthenticated
 
 
 class Role(StrEnum):
@@ -37,17 +39,62 @@ class Role(StrEnum):
 _LEVELS = {Role.PROBE: -1, Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
+class TokenState(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+def token_state(
+    revoked_at: datetime | None, expires_at: datetime | None, now: datetime
+) -> TokenState:
+    """Revocation wins over expiry: a revoked token never comes back by any clock."""
+    if revoked_at is not None and revoked_at <= now:
+        return TokenState.REVOKED
+    # the instant itself is past it, so "expires at 12:00" is refused at 12:00:00
+    if expires_at is not None and expires_at <= now:
+        return TokenState.EXPIRED
+    return TokenState.ACTIVE
+
+
+def check_usable(
+    name: str, revoked_at: datetime | None, expires_at: datetime | None, now: datetime
+) -> None:
+    """Raise ``Unauthenticated`` unless the token may be used at ``now``."""
+    state = token_state(revoked_at, expires_at, now)
+    if state is TokenState.REVOKED:
+        # the same words as an unknown token: a guessed secret learns nothing
+        raise Unauthenticated("the token is unknown or revoked")
+    if state is TokenState.EXPIRED:
+        assert expires_at is not None
+        raise Unauthenticated(
+            f"the token {name!r} expired at {expires_at.isoformat()}; ask an admin for a new one"
+        )
+
+
 @dataclass(frozen=True)
 class Principal:
     token_id: str
     name: str
     role: Role
     tenants: tuple[str, ...] | None  # None: every tenant
+    services: tuple[str, ...] | None = None  # None: any service (probe tokens only)
+    expires_at: datetime | None = None  # None: never
 
     def require(self, role: Role) -> None:
         if not self.role.allows(role):
             raise Forbidden(
                 f"this action needs the {role.value} role; the token {self.name!r} is {self.role.value}"
+            )
+
+    def serves(self, service: str) -> bool:
+        return self.services is None or service in self.services
+
+    def require_service(self, service: str) -> None:
+        if not self.serves(service):
+            raise Forbidden(
+                f"the token {self.name!r} acts only for the services "
+                f"{', '.join(self.services or ())}, not for {service!r}"
             )
 
     def sees(self, tenant_id: str) -> bool:

@@ -69,6 +69,9 @@ def test_an_admin_creates_lists_and_revokes_a_token_whose_secret_is_shown_once(
         "createdAt",
         "revokedAt",
         "lastUsedAt",
+        "expiresAt",
+        "services",
+        "state",
     }
     assert mine[0]["lastUsedAt"] is not None
     assert secret not in listing.text

@@ -6,10 +6,18 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from b2c_monitoring.auth import Role
+from b2c_monitoring.auth import Role, TokenState
 from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS, JobState
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows, TypeWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, Scalar
@@ -201,6 +209,7 @@ class JobTypeList(ApiModel):
 
 
 TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class TokenCreate(ApiModel):
@@ -216,6 +225,26 @@ class TokenCreate(ApiModel):
         "that itself sees every tenant)",
         examples=[["acme"]],
     )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="from this instant on the token is refused like a revoked one; "
+        "null: it never expires",
+    )
+    services: list[ServiceName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="probe tokens only: the service.name values it may act for; null: any service",
+        examples=[["erp-connector"]],
+    )
+
+    @model_validator(mode="after")
+    def _services_only_for_probes(self) -> TokenCreate:
+        if self.services is not None and self.role is not Role.PROBE:
+            raise ValueError(
+                f"services bind a probe token; a {self.role.value} token cannot have them"
+            )
+        return self
 
 
 class TokenInfo(ApiModel):
@@ -228,9 +257,12 @@ class TokenInfo(ApiModel):
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    expires_at: datetime | None = Field(description="null: never expires")
+    services: list[str] | None = Field(description="null: any service (probe tokens)")
+    state: TokenState = Field(description="at the time of the answer")
 
     @classmethod
-    def of(cls, token: TokenRecord) -> TokenInfo:
+    def of(cls, token: TokenRecord, now: datetime) -> TokenInfo:
         return cls(
             id=token.id,
             name=token.name,
@@ -239,6 +271,9 @@ class TokenInfo(ApiModel):
             created_at=token.created_at,
             revoked_at=token.revoked_at,
             last_used_at=token.last_used_at,
+            expires_at=token.expires_at,
+            services=list(token.services) if token.services is not None else None,
+            state=token.state(now),
         )
 
 

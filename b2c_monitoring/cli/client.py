@@ -230,13 +230,26 @@ class ApiClient:
             },
         )
 
-    def create_token(self, name: str, role: str, tenants: Sequence[str] | None) -> ApiResult:
-        """``tenants=None``: a token of every tenant (only an unscoped admin may)."""
-        body = {
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        tenants: Sequence[str] | None,
+        *,
+        expires_at: datetime | None = None,
+        services: Sequence[str] | None = None,
+    ) -> ApiResult:
+        """``tenants=None``: a token of every tenant (only an unscoped admin may);
+        ``services``: the services a probe token is bound to (None: any)."""
+        body: dict[str, Any] = {
             "name": name,
             "role": role,
             "tenants": list(tenants) if tenants is not None else None,
         }
+        if expires_at is not None:
+            body["expiresAt"] = expires_at.isoformat()
+        if services is not None:
+            body["services"] = list(services)
         return self.request("POST", "/api/admin/tokens", body=body)
 
     def list_tokens(self, *, include_revoked: bool = False) -> ApiResult:

@@ -20,11 +20,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Final
 
 from pydantic import JsonValue
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from b2c_monitoring.auth import TokenState, token_state
 from b2c_monitoring.hub import protocol
 from b2c_monitoring.hub.backplane import frame
 from b2c_monitoring.hub.subscriptions import METHODS, Subscriptions, TooManyKeys
@@ -43,6 +45,15 @@ _CLOSE_S: Final = 2.0
 Replay = Callable[[frozenset[str] | None, int, int], Awaitable[list[StoredEvent] | None]]
 
 
+def next_check_in(now: datetime, expires_at: datetime | None, reauthenticate_s: float) -> float:
+    """Seconds until the token must be looked at again: the re-check interval, or
+    sooner when the token expires before it, so that an expired token's connection
+    ends at its expiry and not up to an interval later (pure)."""
+    if expires_at is None:
+        return reauthenticate_s
+    return max(0.0, min(reauthenticate_s, (expires_at - now).total_seconds()))
+
+
 class MethodError(Exception):
     """A hub method refused its arguments; the client's completion carries the text."""
 
@@ -54,9 +65,11 @@ class HubConnection:
         subscriptions: Subscriptions,
         live_from: int,
         reauthenticate_s: float = REAUTHENTICATE_S,
+        expires_at: datetime | None = None,
     ) -> None:
         self._socket = socket
         self._reauthenticate_s = reauthenticate_s  # a revoked token's connection ends within this
+        self._expires_at = expires_at  # the token's: the connection ends then
         self._subscriptions = subscriptions
         self._live_from = live_from  # events after this id are offered live
         self._queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_FRAMES)
@@ -89,7 +102,8 @@ class HubConnection:
             self._ended.set()
 
     async def run(self, replay: Replay, authorized: Callable[[], Awaitable[bool]]) -> None:
-        """Serve the connection until either side ends it, or its token is revoked."""
+        """Serve the connection until either side ends it, or its token is revoked or
+        expires."""
         tasks = [
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._receive_loop(replay)),
@@ -123,9 +137,17 @@ class HubConnection:
 
     async def _authorization_loop(self, authorized: Callable[[], Awaitable[bool]]) -> None:
         while True:
-            await asyncio.sleep(self._reauthenticate_s)
+            await asyncio.sleep(
+                next_check_in(datetime.now(UTC), self._expires_at, self._reauthenticate_s)
+            )
+            # woken a hair before the expiry (asyncio's clock is not the wall clock), the
+            # token is still good and the next round comes at once
+            if token_state(None, self._expires_at, datetime.now(UTC)) is TokenState.EXPIRED:
+                self.end("the token expired")
+                return
             if not await authorized():
                 self.end("the token was revoked")
+                return
 
     async def _receive_loop(self, replay: Replay) -> None:
         try:

@@ -166,6 +166,7 @@ async def hub(socket: WebSocket) -> None:
         Subscriptions(tenants),
         backplane.watermark or 0,
         reauthenticate_s=state.settings.hub_reauthenticate_s,
+        expires_at=principal.expires_at,
     )
     backplane.add(connection)
     HUB_CONNECTIONS.inc()
@@ -173,7 +174,8 @@ async def hub(socket: WebSocket) -> None:
         await socket.send_text(protocol.HANDSHAKE_OK)
 
         async def authorized() -> bool:
-            # a database hiccup is not a revocation: only an unknown token ends it
+            # a database hiccup is not a revocation: only an unknown token ends it (the
+            # connection ends itself at the token's expiry)
             try:
                 await asyncio.to_thread(state.tokens.authenticate, secret, datetime.now(UTC))
             except Unauthenticated:

@@ -27,7 +27,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from b2c_monitoring.errors import Conflict, NotFound
+from b2c_monitoring.errors import Conflict, Forbidden, NotFound
 from b2c_monitoring.processors.job_commands import (
     DEFAULT_DECLINE_WINDOW,
     MAX_CLAIMS,
@@ -177,6 +177,27 @@ def _key(command_id: str) -> uuid.UUID:
         raise NotFound(f"no command {command_id!r}") from exc
 
 
+def _check_service(
+    cur: psycopg.Cursor[dict[str, Any]],
+    params: Mapping[str, object],
+    services: Sequence[str] | None,
+    command_id: str,
+) -> None:
+    """A token bound to services answers only their commands (a command's service
+    never changes, so a look before the update is enough)."""
+    if services is None:
+        return
+    cur.execute(f"SELECT service_name FROM job_commands WHERE id = %(id)s AND {_SCOPE}", params)
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"no command {command_id!r} in your tenants")
+    if row["service_name"] not in services:
+        raise Forbidden(
+            f"command {command_id!r} is for the service {row['service_name']!r}; this token "
+            f"acts only for {', '.join(services)}"
+        )
+
+
 class JobCommandStore:
     def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
         self._pool = pool
@@ -283,9 +304,12 @@ class JobCommandStore:
         ok: bool,
         result: Mapping[str, Scalar],
         now: datetime,
+        services: Sequence[str] | None = None,
     ) -> JobCommand:
         """Mark a claimed command done (``ok``) or failed. Marking it again answers it
-        as it is, so a runner may repeat a mark whose answer it did not get."""
+        as it is, so a runner may repeat a mark whose answer it did not get.
+        ``services``: those the caller's token is bound to (None: any); a command of
+        another service is Forbidden."""
         key = _key(command_id)
         params = {
             "id": key,
@@ -299,6 +323,7 @@ class JobCommandStore:
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            _check_service(cur, params, services, command_id)
             cur.execute(_COMPLETE, params)
             row = cur.fetchone()
             if row is None:
@@ -320,10 +345,12 @@ class JobCommandStore:
         claimer: str,
         reason: str,
         now: datetime,
+        services: Sequence[str] | None = None,
     ) -> JobCommand:
         """Hand a claimed command back to the service's other runners: ``claimer`` cannot
         carry it out (say, the job runs in another instance). They are woken now; if
-        none takes it within the decline window, it fails with ``reason``."""
+        none takes it within the decline window, it fails with ``reason``. ``services``:
+        as for ``complete``."""
         params = {
             "id": _key(command_id),
             "tenants": list(tenants) if tenants is not None else None,
@@ -336,6 +363,7 @@ class JobCommandStore:
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            _check_service(cur, params, services, command_id)
             cur.execute(_DECLINE, params)
             row = cur.fetchone()
             if row is not None:

@@ -336,8 +336,12 @@ class ServiceStore:
 
     # writes
 
-    def record(self, reports: Sequence[CheckReport], now: datetime) -> AppliedChecks:
-        """Derive and store checks in a transaction of their own (central tests)."""
+    def record(
+        self, reports: Sequence[CheckReport], now: datetime, *, actor: Principal | None = None
+    ) -> AppliedChecks:
+        """Derive and store checks in a transaction of their own (central tests).
+        ``actor``: the operator who ran them (the connection test), audited in the same
+        transaction (``None``: the scheduled checks of the stack itself)."""
         self._guard.ensure(
             {
                 "service_status_changes": [r.at for r in reports],
@@ -351,7 +355,11 @@ class ServiceStore:
                 conn.transaction(),
                 conn.cursor(row_factory=dict_row) as cur,
             ):
-                return apply_checks(cur, reports, self.policy, self.retention, now)
+                applied = apply_checks(cur, reports, self.policy, self.retention, now)
+                if actor is not None:
+                    for report in reports:
+                        audit.record(conn, _test_entry(actor, report, now))
+                return applied
 
         result: AppliedChecks = retry_conflicts(once)
         return result
@@ -562,3 +570,19 @@ class ServiceStore:
         found = {status: 0 for status in ServiceStatus}
         found.update({ServiceStatus(status): n for status, n in rows})
         return found
+
+
+def _test_entry(actor: Principal, report: CheckReport, now: datetime) -> audit.AuditEntry:
+    return audit.AuditEntry.by(
+        actor,
+        "service.test",
+        report.service_name,
+        at=now,
+        tenant_id=report.tenant_id,
+        details={
+            "up": report.up,
+            "latencyMs": None if report.latency_s is None else round(report.latency_s * 1000, 3),
+            # a driver's error may quote the target's URL, password and all
+            "error": redact(report.error) if report.error else None,
+        },
+    )

@@ -1,4 +1,9 @@
-"""Admin API tokens. The secret is shown once at creation; only its SHA-256 is stored."""
+"""Admin API tokens. The secret is shown once at creation; only its SHA-256 is stored.
+
+A token may end (``expires_at``): past it, it is refused exactly like a revoked one,
+by ``authenticate`` and so by the API, the hub and the probe endpoints. A probe
+token may be bound to services (``services``): ``Principal.require_service``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from b2c_monitoring.auth import Principal, Role
+from b2c_monitoring.auth import Principal, Role, TokenState, check_usable, token_state
 from b2c_monitoring.errors import NotFound, Unauthenticated
 from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import translate_errors
@@ -32,6 +37,11 @@ class TokenRecord:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    expires_at: datetime | None = None
+    services: tuple[str, ...] | None = None  # None: any service
+
+    def state(self, now: datetime) -> TokenState:
+        return token_state(self.revoked_at, self.expires_at, now)
 
 
 def _hash(secret: str) -> bytes:
@@ -47,6 +57,8 @@ def _record(row: dict[str, Any]) -> TokenRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
+        expires_at=row["expires_at"],
+        services=tuple(row["services"]) if row["services"] is not None else None,
     )
 
 
@@ -68,9 +80,13 @@ class TokenStore:
         now: datetime,
         *,
         actor: Principal | None = None,
+        expires_at: datetime | None = None,
+        services: Sequence[str] | None = None,
     ) -> tuple[TokenRecord, str]:
         """A new token and its secret; ``actor``: the admin who asked, audited in the
-        same transaction (``None``: the stack's own bootstrap, not an operator action)."""
+        same transaction (``None``: the stack's own bootstrap, not an operator action).
+        ``expires_at`` must lie after ``now``; ``services`` only for a probe token (the
+        table refuses both otherwise)."""
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with (
             translate_errors(),
@@ -78,8 +94,9 @@ class TokenStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(
-                "INSERT INTO api_tokens (id, name, token_hash, role, tenants, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+                "INSERT INTO api_tokens "
+                "(id, name, token_hash, role, tenants, created_at, expires_at, services) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (
                     uuid.uuid4(),
                     name,
@@ -88,6 +105,8 @@ class TokenStore:
                     # an empty list must not widen to every tenant: the table refuses it
                     list(tenants) if tenants is not None else None,
                     now,
+                    expires_at,
+                    list(services) if services is not None else None,
                 ),
             )
             row = cur.fetchone()
@@ -104,26 +123,27 @@ class TokenStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(
-                "SELECT id, name, role, tenants, last_used_at FROM api_tokens "
-                "WHERE token_hash = %s AND revoked_at IS NULL",
+                "SELECT id, name, role, tenants, services, expires_at, last_used_at "
+                "FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
                 (_hash(secret),),
             )
             row = cur.fetchone()
+            if row is None:
+                raise Unauthenticated("the token is unknown or revoked")
+            check_usable(row["name"], None, row["expires_at"], now)
             # a write per request would cost every request a commit; a minute is precise
             # enough for "when was this token last used"
-            if row is not None and (
-                row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_PRECISION
-            ):
+            if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_PRECISION:
                 cur.execute(
                     "UPDATE api_tokens SET last_used_at = %s WHERE id = %s", (now, row["id"])
                 )
-        if row is None:
-            raise Unauthenticated("the token is unknown or revoked")
         return Principal(
             token_id=str(row["id"]),
             name=row["name"],
             role=Role(row["role"]),
             tenants=tuple(row["tenants"]) if row["tenants"] is not None else None,
+            services=tuple(row["services"]) if row["services"] is not None else None,
+            expires_at=row["expires_at"],
         )
 
     def list(
@@ -181,6 +201,16 @@ def _audit(
     only_tenant = (
         token.tenants[0] if token.tenants is not None and len(token.tenants) == 1 else None
     )
+    details: dict[str, audit.JsonScalar] = {
+        "name": token.name,
+        "role": token.role.value,
+        "tenants": "*" if token.tenants is None else ",".join(token.tenants),
+    }
+    # only when set, so the entries of tokens that neither end nor bind keep their shape
+    if token.services is not None:
+        details["services"] = ",".join(token.services)
+    if token.expires_at is not None:
+        details["expiresAt"] = token.expires_at.isoformat()
     audit.record(
         conn,
         audit.AuditEntry.by(
@@ -189,10 +219,6 @@ def _audit(
             token.id,
             at=now,
             tenant_id=only_tenant,
-            details={
-                "name": token.name,
-                "role": token.role.value,
-                "tenants": "*" if token.tenants is None else ",".join(token.tenants),
-            },
+            details=details,
         ),
     )

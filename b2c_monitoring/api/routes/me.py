@@ -1,7 +1,9 @@
 """/api/admin/me: who the caller's token is, so a client (the console) can show its
-role's actions and its tenants without guessing from refusals."""
+role's actions, its tenants and when it ends without guessing from refusals."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import Field
@@ -19,13 +21,14 @@ class Caller(ApiModel):
     name: str
     role: Role
     tenants: list[str] | None = Field(description="the tenants the token sees; null: every tenant")
+    expires_at: datetime | None = Field(default=None, description="null: never expires")
 
 
 @router.get(
     "",
     response_model=Caller,
     response_model_by_alias=True,
-    summary="The calling token: its name, role and tenant scope",
+    summary="The calling token: its name, role, tenant scope and expiry",
     responses=responses(401, 403),
 )
 def me(principal: Viewer) -> Caller:
@@ -34,4 +37,5 @@ def me(principal: Viewer) -> Caller:
         name=principal.name,
         role=principal.role,
         tenants=None if principal.tenants is None else list(principal.tenants),
+        expires_at=principal.expires_at,
     )

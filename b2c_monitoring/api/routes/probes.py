@@ -7,6 +7,9 @@ handed out again, so a runner that dies mid-command loses nothing. A runner that
 cannot carry a command out (the job runs in another instance of its service) declines
 it with ``POST /api/probes/commands/{id}/decline``: the service's other instances get
 it, and it fails when none takes it within ``B2C_JOB_COMMAND_DECLINE_WINDOW_S``.
+
+A token bound to services (``b2c admin tokens create --service``) claims, marks and
+declines only their commands: 403 for any other service.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ async def claim_commands(
     instance: InstanceQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> JobCommandList:
+    principal.require_service(service)
     claimer = _claimer(principal, instance)
     lease = timedelta(seconds=settings.job_command_lease_s)
     decline_window = timedelta(seconds=settings.job_command_decline_window_s)
@@ -105,6 +109,7 @@ def command_done(
         ok=outcome.ok,
         result=outcome.result(),
         now=datetime.now(UTC),
+        services=principal.services,
     )
     return JobCommand.of(command)
 
@@ -132,5 +137,6 @@ def command_decline(
         _claimer(principal, instance),
         body.reason,
         datetime.now(UTC),
+        services=principal.services,
     )
     return JobCommand.of(command)

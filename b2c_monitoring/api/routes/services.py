@@ -306,7 +306,8 @@ def get_resource_history(
     response_model_by_alias=True,
     summary="Run the service's declared connection check now, from the monitoring service",
     description="The result is recorded in the service's history as one check (flap damping "
-    "applies to its status). Needs the operator role and a declared check.",
+    "applies to its status), and the test in the audit log (`service.test`). Needs the "
+    "operator role and a declared check.",
     responses=responses(401, 403, 404, 409, 422),
 )
 def run_connection_test(
@@ -347,6 +348,7 @@ def run_connection_test(
             )
         ],
         checked_at,
+        actor=principal,
     )
     [after] = services.find(service.id or service.name, [service.tenant_id])
     assert service.id is not None

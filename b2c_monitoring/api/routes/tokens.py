@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from b2c_monitoring.api.deps import Admin, TokensDep
 from b2c_monitoring.api.models import TokenCreate, TokenCreated, TokenInfo, TokenList
@@ -50,11 +51,30 @@ def check_within_scope(principal: Principal, tenants: Sequence[str] | None) -> N
 )
 def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep) -> TokenCreated:
     tenants = sorted(set(body.tenants)) if body.tenants is not None else None
+    services = sorted(set(body.services)) if body.services is not None else None
     check_within_scope(principal, tenants)
+    now = datetime.now(UTC)
+    if body.expires_at is not None and body.expires_at <= now:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "expiresAt"),
+                    "msg": f"expiresAt {body.expires_at.isoformat()} is not in the future",
+                    "input": body.expires_at.isoformat(),
+                }
+            ]
+        )
     record, secret = tokens.create(
-        body.name, body.role, tenants, datetime.now(UTC), actor=principal
+        body.name,
+        body.role,
+        tenants,
+        now,
+        actor=principal,
+        expires_at=body.expires_at,
+        services=services,
     )
-    return TokenCreated(**TokenInfo.of(record).model_dump(), secret=secret)
+    return TokenCreated(**TokenInfo.of(record, now).model_dump(), secret=secret)
 
 
 @router.get(
@@ -62,6 +82,8 @@ def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep) -> Toke
     response_model=TokenList,
     response_model_by_alias=True,
     summary="List the tokens within your tenants (never their secrets)",
+    description="Expired tokens are listed (state `expired`) until revoked; revoked ones "
+    "only with `includeRevoked`.",
     responses=responses(401, 403, 422),
 )
 def list_tokens(
@@ -72,7 +94,8 @@ def list_tokens(
     ] = False,
 ) -> TokenList:
     records = tokens.list(principal.tenants, include_revoked=include_revoked)
-    return TokenList(items=[TokenInfo.of(r) for r in records])
+    now = datetime.now(UTC)
+    return TokenList(items=[TokenInfo.of(r, now) for r in records])
 
 
 @router.delete(
@@ -89,6 +112,5 @@ def revoke_token(
     principal: Admin,
     tokens: TokensDep,
 ) -> TokenInfo:
-    return TokenInfo.of(
-        tokens.revoke(token_id, datetime.now(UTC), principal.tenants, actor=principal)
-    )
+    now = datetime.now(UTC)
+    return TokenInfo.of(tokens.revoke(token_id, now, principal.tenants, actor=principal), now)
