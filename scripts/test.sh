@@ -28,6 +28,9 @@ uv run b2c stack install --home .b2c-test
 echo "== the hub's test client (the real @microsoft/signalr, from npm)"
 [ -d tests/hub_client/node_modules/@microsoft/signalr ] || npm ci --prefix tests/hub_client --no-audit --no-fund
 
+echo "== a service with the OpenTelemetry JS SDK (from npm), for the ingestion tests"
+[ -d tests/otel_js_client/node_modules/@opentelemetry/exporter-trace-otlp-proto ] || npm ci --prefix tests/otel_js_client --no-audit --no-fund
+
 echo "== the console's unit and component tests (vitest)"
 [ -d console/node_modules/vitest ] || npm ci --prefix console --no-audit --no-fund
 npm test --prefix console --silent
