@@ -66,12 +66,7 @@ def stack(postgres: Postgres) -> Iterator[LocalStack]:
     local = LocalStack(_test_layout(), fast_unsafe=True)
     started_here = not all(s.healthy for s in local.supervisor.status())
     local.up(_say)
-    # The collector lets in only requests with a probe token. Probes built without one
-    # (and any OTel SDK, the JS one too) send the standard OTEL_EXPORTER_OTLP_HEADERS, as
-    # a deployed service would; raw senders add tests.tokens.probe_auth themselves.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{local.probe_token}")
-        yield local
+    yield local
     if started_here and os.environ.get("B2C_TEST_KEEP_STACK") != "1":
         local.down(_say)
 

@@ -56,7 +56,9 @@ class MetricSender:
     def __init__(self, stack: LocalStack, tenant: str, service_name: str) -> None:
         self._reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(
-                endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}", insecure=True
+                endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+                insecure=True,
+                headers={"authorization": f"Bearer {stack.probe_token}"},
             ),
             export_interval_millis=3_600_000,
         )

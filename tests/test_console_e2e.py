@@ -86,6 +86,7 @@ def probes(stack: LocalStack, tenant: str) -> Iterator[Probes]:
     made = Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name=f"erp-connector-{uuid.uuid4().hex[:6]}",
             tenant_id=tenant,
             export_interval=0.2,
@@ -205,6 +206,7 @@ class Connector:
         self.probes = Probes(
             ProbeSettings(
                 endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+                token=stack.probe_token,
                 service_name=self.service,
                 tenant_id=tenant,
                 export_interval=0.2,
@@ -314,6 +316,7 @@ def test_another_tenants_jobs_services_and_alerts_never_appear(
     theirs = Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name="their-connector",
             tenant_id=other,
             export_interval=0.2,

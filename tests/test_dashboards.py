@@ -233,6 +233,7 @@ def filled(stack: LocalStack) -> Iterator[Filled]:
             seed=11,
             progress=lambda _line: None,
             crm_db=stack.postgres.url,
+            token=stack.probe_token,
         )
         assert any(r.state is JobState.FAILED and r.tenant_id == tenants[0] for r in runs), (
             "the demo plan of this seed has no failure of the first tenant: pick another seed"

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.probes import Probes, ProbeSettings
+from b2c_monitoring.stack.base import Ports, StackLayout
+from b2c_monitoring.stack.collector import Collector
 from b2c_monitoring.stack.local import LocalStack
+from b2c_monitoring.stack.supervisor import Supervisor
 from b2c_monitoring.storage.tokens import TokenStore
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
@@ -97,7 +101,9 @@ def send(
     return Answer(grpc_code=grpc.StatusCode.OK)
 
 
-def spans(job_ids_by_resource: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> Message:
+def spans_request(
+    job_ids_by_resource: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+) -> Message:
     """A trace request: per resource, the attributes of its job-state spans."""
     request = trace_request([])
     del request.resource_spans[:]
@@ -254,7 +260,7 @@ def test_without_a_valid_token_nothing_of_any_signal_is_stored_and_each_refusal_
     for case, authorization in cases.items():
         label = f"{marker}-{case.replace(' ', '-')}"
         for signal, message in (
-            ("traces", spans([(resource, [job(f"refused-{label}")])])),
+            ("traces", spans_request([(resource, [job(f"refused-{label}")])])),
             ("metrics", health([(resource, f"refused-{label}")])),
             ("logs", logs([(resource, [f"refused {label}"])])),
         ):
@@ -270,7 +276,11 @@ def test_without_a_valid_token_nothing_of_any_signal_is_stored_and_each_refusal_
     # their chance to arrive and did not
     good = f"accepted-{marker}"
     assert send(
-        stack, "traces", spans([(resource, [job(good)])]), probe_auth(stack)["Authorization"], via
+        stack,
+        "traces",
+        spans_request([(resource, [job(good)])]),
+        probe_auth(stack)["Authorization"],
+        via,
     ).ok
     eventually(lambda: job_tenants(pool, good) or None, what="the accepted job")
     for case in cases:
@@ -308,7 +318,7 @@ def test_a_tenant_token_writes_only_its_tenant_and_the_rest_of_the_batch_is_stor
         send(
             stack,
             "traces",
-            spans(
+            spans_request(
                 [
                     (
                         as_mine,
@@ -390,7 +400,7 @@ def test_a_token_bound_to_a_service_cannot_write_as_another(
     answer = send(
         stack,
         "traces",
-        spans(
+        spans_request(
             [
                 ({"service.name": "erp-connector"}, [job(f"{marker}-erp")]),
                 ({"service.name": "pim-connector"}, [job(f"{marker}-pim")]),
@@ -417,7 +427,7 @@ def test_a_token_of_several_tenants_needs_each_record_to_say_whose(
     answer = send(
         stack,
         "traces",
-        spans(
+        spans_request(
             [
                 (
                     {"service.name": "erp-connector"},
@@ -451,7 +461,7 @@ def test_the_probes_library_reports_with_its_token(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
             service_name="erp-connector",
-            token=secret,  # the constructor's token wins over OTEL_EXPORTER_OTLP_HEADERS
+            token=secret,
         )
     )
     try:
@@ -502,3 +512,125 @@ def test_the_opentelemetry_js_sdk_reports_with_its_standard_headers_setting(
     eventually(lambda: job_tenants(pool, with_token) or None, what="the JS SDK's job")
     assert job_tenants(pool, with_token) == [tenant]
     assert job_tenants(pool, without) == []
+
+
+# --------------------------------------------------------------------------------------
+# the rate limit
+
+
+class SlowCollector(Collector):
+    """The stack's collector part with a rate limit of 50 items/s (burst 50), exporting
+    to the test stack's processor and Elasticsearch."""
+
+    def __init__(self, layout: StackLayout, stack: LocalStack) -> None:
+        super().__init__(
+            layout,
+            stack.processor_token,
+            stack.logs_index,
+            ingest_auth_dsn=stack.postgres.url,
+            rate_per_s=50,
+            burst=50,
+        )
+        self._upstream = stack.layout.ports
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            "B2C_PROCESSOR_ENDPOINT": f"127.0.0.1:{self._upstream.processor_grpc}",
+            "B2C_ES_ENDPOINT": f"http://127.0.0.1:{self._upstream.elasticsearch}",
+        }
+
+
+def _free_ports() -> Ports:
+    def bindable(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    for offset in range(23000, 33000, 1000):
+        ports = Ports(offset)
+        wanted = [
+            ports.otlp_grpc,
+            ports.otlp_http,
+            ports.collector_health,
+            ports.collector_telemetry,
+            ports.collector_prometheus_exporter,
+        ]
+        if all(bindable(p) for p in wanted):
+            return ports
+    raise AssertionError("no free port offset on loopback")
+
+
+@pytest.fixture(scope="module")
+def slow_collector(
+    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SlowCollector]:
+    layout = StackLayout(home=tmp_path_factory.mktemp("slow-collector"), ports=_free_ports())
+    part = SlowCollector(layout, stack)
+    supervisor = Supervisor(layout, [part])
+    try:
+        supervisor.start(part, print)
+        yield part
+    finally:
+        supervisor.down(print)
+
+
+def test_a_token_over_its_rate_is_told_to_retry_later_and_then_let_in(
+    stack: LocalStack,
+    slow_collector: SlowCollector,
+    pool: psycopg_pool.ConnectionPool,
+    tenant: str,
+) -> None:
+    secret, other = token(pool, Role.PROBE, [tenant]), token(pool, Role.PROBE, [tenant])
+    ports = slow_collector.layout.ports
+    url = f"http://127.0.0.1:{ports.otlp_http}/v1/traces"
+
+    def post(job_id: str, spans: int, secret: str) -> httpx.Response:
+        resource = {"service.name": "erp-connector"}
+        body = spans_request([(resource, [job(f"{job_id}-{i}") for i in range(spans)])])
+        return httpx.post(
+            url,
+            content=body.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {secret}"},
+            timeout=10,
+        )
+
+    marker = uuid.uuid4().hex[:8]
+    first = eventually(
+        lambda: answer if (answer := post(f"{marker}-a", 200, secret)).status_code == 200 else None,
+        timeout=20,
+        what="the new token known to the slow collector",
+    )
+    assert first.status_code == 200  # 200 items on a credit of 50: let in, 150 in debt (3 s)
+    over = post(f"{marker}-b", 1, secret)
+    assert over.status_code == 429, over.text
+    assert int(over.headers["Retry-After"]) >= 1
+    # another token has its own bucket
+    assert post(f"{marker}-c", 1, other).status_code == 200
+    # over gRPC: RESOURCE_EXHAUSTED, which SDKs retry after the delay
+    with grpc.insecure_channel(f"127.0.0.1:{ports.otlp_grpc}") as channel:
+        export = channel.unary_unary(_GRPC_PATHS["traces"], None, None)
+        with pytest.raises(grpc.RpcError) as refused:
+            export(
+                spans_request(
+                    [({"service.name": "erp-connector"}, [job(f"{marker}-d")])]
+                ).SerializeToString(),
+                timeout=10,
+                metadata=(("authorization", f"Bearer {secret}"),),
+            )
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "over its rate" in (refused.value.details() or "")
+    # once the debt is paid the token is let in again, and nothing it was told to
+    # resend is stored twice or lost: the refused request was not taken
+    time.sleep(int(over.headers["Retry-After"]) + 0.5)
+    again = eventually(
+        lambda: answer if (answer := post(f"{marker}-b", 1, secret)).status_code == 200 else None,
+        timeout=10,
+        what="the token let in again",
+    )
+    assert again.status_code == 200
+    eventually(lambda: job_tenants(pool, f"{marker}-b-0") or None, what="the resent job")
+    assert job_tenants(pool, f"{marker}-d") == []

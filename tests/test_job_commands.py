@@ -147,6 +147,7 @@ class Connector:
         self.probes = Probes(
             ProbeSettings(
                 endpoint=f"http://127.0.0.1:{served.stack.layout.ports.otlp_grpc}",
+                token=served.stack.probe_token,
                 service_name=service,
                 tenant_id=tenant,
             )

@@ -112,6 +112,7 @@ def probes_for(stack: LocalStack, tenant: str) -> Probes:
     return Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name="erp-connector",
             tenant_id=tenant,
         )

@@ -54,6 +54,7 @@ def probes_for(stack: LocalStack, tenant: str) -> Probes:
     return Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name="erp-connector",
             tenant_id=tenant,
         )
@@ -271,7 +272,9 @@ def test_a_metric_reaches_prometheus(stack: LocalStack, tenant: str) -> None:
     component = f"catalog-{uuid.uuid4().hex[:8]}"
     reader = PeriodicExportingMetricReader(
         OTLPMetricExporter(
-            endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}", insecure=True
+            endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            insecure=True,
+            headers={"authorization": f"Bearer {stack.probe_token}"},
         ),
         export_interval_millis=500,
     )

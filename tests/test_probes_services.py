@@ -583,6 +583,7 @@ def test_a_watched_service_reaches_prometheus_through_the_collector(
     probes = Probes(
         ProbeSettings(
             endpoint=f"http://127.0.0.1:{stack.layout.ports.otlp_grpc}",
+            token=stack.probe_token,
             service_name="erp-connector",
             tenant_id=tenant,
             metric_export_interval=0.5,

@@ -49,7 +49,7 @@ from b2c_monitoring.tls import client_context, untrusted_certificate
 from tests.api_process import cli_env
 from tests.hub_clients import HubClient
 from tests.polling import eventually
-from tests.tokens import bearer, token
+from tests.tokens import bearer, probe_auth, token
 
 pytestmark = pytest.mark.integration
 
@@ -174,12 +174,18 @@ def admin(tls_stack: TlsStack) -> str:
 
 
 def reporting_probes(
-    endpoint: str, *, ca_file: Path | None, tenant: str, service: str = "erp-connector"
+    endpoint: str,
+    *,
+    ca_file: Path | None,
+    tenant: str,
+    token: str,
+    service: str = "erp-connector",
 ) -> Probes:
     """The one place the tests' senders are built (ingestion credentials go here)."""
     return Probes(
         ProbeSettings(
             endpoint=endpoint,
+            token=token,
             ca_file=str(ca_file) if ca_file else None,
             service_name=service,
             tenant_id=tenant,
@@ -214,7 +220,9 @@ def test_the_probes_report_a_job_over_tls_and_the_cli_lists_it_over_https(
     tls_stack: TlsStack, admin: str, tenant: str
 ) -> None:
     assert tls_stack.grpc.startswith("https://")
-    with reporting_probes(tls_stack.grpc, ca_file=tls_stack.ca, tenant=tenant) as probes:
+    with reporting_probes(
+        tls_stack.grpc, ca_file=tls_stack.ca, tenant=tenant, token=tls_stack.stack.probe_token
+    ) as probes:
         with probes.job_run("ERP_SYNC") as job:
             job.logger.info("fetched 12 orders over tls")
             job.progress(50)
@@ -278,7 +286,9 @@ def test_a_probe_that_does_not_trust_the_certificate_reports_nothing(
         "the system's CAs": (tls_stack.grpc, None),
         "plaintext": (tls_stack.grpc.replace("https://", "http://"), None),
     }[trusting]
-    probes = reporting_probes(endpoint, ca_file=ca, tenant=tenant)
+    probes = reporting_probes(
+        endpoint, ca_file=ca, tenant=tenant, token=tls_stack.stack.probe_token
+    )
     with probes.job_run("ERP_SYNC") as job:
         job.logger.info("never arrives")
     # the SDK's exporter gives up after its timeout; the host is never blocked for long
@@ -293,7 +303,7 @@ def test_a_probe_that_does_not_trust_the_certificate_reports_nothing(
 
 def test_the_otlp_http_receiver_serves_tls_too(tls_stack: TlsStack, other_ca: Path) -> None:
     body = ExportLogsServiceRequest().SerializeToString()
-    headers = {"Content-Type": "application/x-protobuf"}
+    headers = {"Content-Type": "application/x-protobuf", **probe_auth(tls_stack.stack)}
     url = f"{tls_stack.http}/v1/logs"
     trusted = httpx.post(
         url, content=body, headers=headers, verify=client_context(tls_stack.ca, setting="ca")
@@ -354,7 +364,13 @@ def test_the_job_runner_takes_a_cancel_over_https_verified_with_the_same_ca(
             job.check_cancelled()
             time.sleep(0.02)
 
-    probes = reporting_probes(tls_stack.grpc, ca_file=tls_stack.ca, tenant=tenant, service=service)
+    probes = reporting_probes(
+        tls_stack.grpc,
+        ca_file=tls_stack.ca,
+        tenant=tenant,
+        token=tls_stack.stack.probe_token,
+        service=service,
+    )
     runner = probes.job_runner(control_url=tls_stack.api_url, token=probe_token, poll_wait_s=2)
     runner.handler("ERP_SYNC")(sync)
     verify = client_context(tls_stack.ca, setting="ca")
@@ -392,7 +408,9 @@ def test_the_hub_works_over_wss_with_the_ca(
     client = HubClient(tls_stack.api_url, viewer, "--job", job_id, env=node_env)
     try:
         client.wait_for("ready")
-        probes = reporting_probes(tls_stack.grpc, ca_file=tls_stack.ca, tenant=tenant)
+        probes = reporting_probes(
+            tls_stack.grpc, ca_file=tls_stack.ca, tenant=tenant, token=tls_stack.stack.probe_token
+        )
         with probes, probes.job_run("ERP_SYNC", job_id=job_id):
             pass
         client.event("JobStatusChanged", args=[job_id, "succeeded", 100])
