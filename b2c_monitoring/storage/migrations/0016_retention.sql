@@ -1,10 +1,13 @@
 -- Retention (storage/retention.py): the maintenance round deletes old rows in batches,
 -- oldest first, each batch found by an index on the rows' age instead of a scan.
 
--- finished jobs by when they were last stored. Partial: pending and running jobs are
--- never deleted, and a job is in it from the update that finishes it (a status never
--- leaves a terminal state), so running jobs' progress updates do not touch it.
-CREATE INDEX jobs_finished_updated ON jobs (updated_at)
+-- Finished jobs by when they finished. Not by updated_at: Postgres decides HOT updates
+-- by every column any index names, partial predicates included, so an index on
+-- updated_at would turn each progress update of a running job (which changes
+-- updated_at and no indexed column) into a non-HOT one that writes every index of
+-- jobs, the trigram index too (measured: 0 of 1,000 updates HOT, against 958 without).
+-- completed_at changes only with status, which is indexed anyway.
+CREATE INDEX jobs_finished_completed ON jobs (completed_at)
     WHERE status IN ('succeeded', 'failed', 'cancelled');
 
 -- finished commands by when they finished; open ones are never deleted
