@@ -105,11 +105,11 @@ class Settings(BaseSettings):
     job_command_decline_window_s: int = Field(default=10, ge=1, le=3600)
     # Records deleted by the maintenance round (storage/retention.py), in batches of 5,000
     # rows per transaction, for at most B2C_RETENTION_BUDGET_S a round (the rest waits for
-    # the next round): jobs B2C_JOB_RETENTION_DAYS after they finished (last stored),
-    # with their timelines; retry and cancel commands B2C_JOB_COMMAND_RETENTION_DAYS after
-    # they were done or failed; the audit log B2C_AUDIT_RETENTION_DAYS, at least as long
-    # as jobs, commands and alerts. Pending and running jobs, a job with an open command,
-    # and open commands are never deleted.
+    # the next round): jobs B2C_JOB_RETENTION_DAYS after they finished and were last
+    # stored, with their timelines; retry and cancel commands B2C_JOB_COMMAND_RETENTION_DAYS
+    # after they were done or failed; the audit log B2C_AUDIT_RETENTION_DAYS, at least as
+    # long as jobs, commands and alerts. Pending and running jobs, a job with an open
+    # command, and open commands are never deleted. docs/telemetry-contract.md has the table.
     job_retention_days: int = Field(default=30, ge=1, le=3650)
     job_command_retention_days: int = Field(default=30, ge=1, le=3650)
     audit_retention_days: int = Field(default=400, ge=30, le=3650)

@@ -30,9 +30,9 @@ is, and the run answers 404). Chains are not kept whole: that would need an inde
 ``retry_of`` that every stored job pays for, to keep rows nobody asked to keep.
 
 A command requested for a job in the instant its batch is deleted may outlive it
-(the request does not lock the job); its runner then finds no job and fails it, and
-the command ages out like any other. Jobs are only deleted ``jobs`` after they
-finished, so this needs an operator acting on a month-old job at that very moment.
+(the request does not lock the job row): it then names a job that is gone, and ages
+out like any other command. It needs an operator acting on a job finished ``jobs``
+ago at that very moment; locking the job in every request was not worth it.
 
 ``cutoffs(retention, now)`` is the pure part: which instant for what. ``sweep``
 deletes, at most ``batch`` rows of a table per statement, each statement its own
