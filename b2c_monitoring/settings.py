@@ -120,6 +120,29 @@ class Settings(BaseSettings):
     alert_retention_days: int = Field(default=90, ge=2, le=3650)
     # a command declined by the runners that polled fails once none took it this long
     job_command_decline_window_s: int = Field(default=10, ge=1, le=3600)
+    # Records deleted by the maintenance round (storage/retention.py), in batches of 5,000
+    # rows per transaction, for at most B2C_RETENTION_BUDGET_S a round (the rest waits for
+    # the next round): jobs B2C_JOB_RETENTION_DAYS after they finished and were last
+    # stored, with their timelines; retry and cancel commands B2C_JOB_COMMAND_RETENTION_DAYS
+    # after they were done or failed; the audit log B2C_AUDIT_RETENTION_DAYS, at least as
+    # long as jobs, commands and alerts. Pending and running jobs, a job with an open
+    # command, and open commands are never deleted. docs/telemetry-contract.md has the table.
+    job_retention_days: int = Field(default=30, ge=1, le=3650)
+    job_command_retention_days: int = Field(default=30, ge=1, le=3650)
+    audit_retention_days: int = Field(default=400, ge=30, le=3650)
+    retention_budget_s: float = Field(default=10, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _audit_kept_longest(self) -> Settings:
+        longest = max(
+            self.job_retention_days, self.job_command_retention_days, self.alert_retention_days
+        )
+        if self.audit_retention_days < longest:
+            raise ValueError(
+                f"B2C_AUDIT_RETENTION_DAYS ({self.audit_retention_days}) must be at least the "
+                f"retention of jobs, job commands and alerts ({longest})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg_pool
@@ -23,7 +23,8 @@ from tests.tokens import bearer, token
 
 pytestmark = pytest.mark.integration
 
-T = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+# relative to now: the stack's processor deletes jobs finished B2C_JOB_RETENTION_DAYS ago
+T = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def seed(pool: psycopg_pool.ConnectionPool, tenant: str, job_id: str) -> None:
                 tenant,
                 job_id,
                 JobState.FAILED,
-                T.replace(minute=5),
+                T + timedelta(minutes=5),
                 job_type="PIM_IMPORT",
                 error_message="PIM timeout",
             ),
@@ -72,7 +73,7 @@ def test_a_job_is_served_in_camel_case_like_the_adr_record(
     assert body["errorMessage"] == "PIM timeout"
     assert body["metadata"] == {"rows": 7}
     assert datetime.fromisoformat(body["startedAt"]) == T
-    assert datetime.fromisoformat(body["completedAt"]) == T.replace(minute=5)
+    assert datetime.fromisoformat(body["completedAt"]) == T + timedelta(minutes=5)
     assert [e["status"] for e in body["timeline"]] == ["running", "failed"]
 
 

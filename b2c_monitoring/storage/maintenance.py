@@ -4,8 +4,12 @@
 replica that holds it does the round; the others skip it), and is safe to run again
 at any time: creating is ``IF NOT EXISTS``, rollups are upserts recomputed from the
 finer table, dropping concerns whole partitions past their retention, alerts
-resolved before theirs (``B2C_ALERT_RETENTION_DAYS``) are deleted, and a component
-turns ``unknown`` once (claimed with ``SKIP LOCKED``).
+resolved before theirs (``B2C_ALERT_RETENTION_DAYS``) are deleted, the records that are
+not partitioned (jobs and their timelines, commands, the audit log, hub events, ended
+silences and windows) age out in batches (``storage/retention.py``) for at most
+``B2C_RETENTION_BUDGET_S`` a round, and a component turns ``unknown`` once (claimed
+with ``SKIP LOCKED``). The budget bounds how long the lock is held: a backlog (the
+first round after an upgrade) is worked off over several rounds.
 
 ``MaintenanceThread`` runs it every ``interval`` in the processor's front process, and
 with it the log indices' round (``storage/logs.py``, ``LogIndices``: daily indices
@@ -26,8 +30,6 @@ from b2c_monitoring.errors import B2CError
 from b2c_monitoring.storage.alerts import prune_resolved as prune_resolved_alerts
 from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.health import HealthStore
-from b2c_monitoring.storage.hub_events import HUB_EVENTS_KEPT
-from b2c_monitoring.storage.hub_events import prune as prune_hub_events
 from b2c_monitoring.storage.logs import LogIndices
 from b2c_monitoring.storage.metrics import MetricsPolicy
 from b2c_monitoring.storage.partitions import (
@@ -37,6 +39,7 @@ from b2c_monitoring.storage.partitions import (
     release_maintenance_lock,
     try_maintenance_lock,
 )
+from b2c_monitoring.storage.retention import cutoffs, sweep
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,19 @@ def maintain(
             return MaintenanceReport(ran=False)
         try:
             report = maintain_partitions(conn, now, policy.retention)
-            prune_hub_events(conn, now - HUB_EVENTS_KEPT)
             report.pruned_alerts = prune_resolved_alerts(
                 conn, now - policy.retention.resolved_alerts
             )
+            swept = sweep(
+                conn,
+                cutoffs(policy.retention, now),
+                batch=policy.retention.delete_batch,
+                budget=policy.retention.delete_budget,
+            )
+            report.deleted = swept.deleted
+            report.deleting_s = swept.seconds
+            report.longest_delete_s = swept.longest_batch_s
+            report.deletes_left = swept.left
         finally:
             release_maintenance_lock(conn)
     report.expired_components = len(HealthStore(pool).expire(policy.stale_after, now))
@@ -102,6 +114,14 @@ class MaintenanceThread:
                 len(report.dropped),
                 report.expired_components,
                 report.pruned_alerts,
+            )
+        if report.deleted:
+            log.info(
+                "retention: deleted %s in %.1f s (longest transaction %.2f s)%s",
+                ", ".join(f"{rows} {table}" for table, rows in sorted(report.deleted.items())),
+                report.deleting_s,
+                report.longest_delete_s,
+                "; more left for the next round" if report.deletes_left else "",
             )
         return report
 

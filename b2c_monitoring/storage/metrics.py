@@ -46,6 +46,10 @@ def policy_from(settings: Settings) -> MetricsPolicy:
             hourly=timedelta(days=settings.retention_1h_days),
             history=timedelta(days=settings.retention_history_days),
             resolved_alerts=timedelta(days=settings.alert_retention_days),
+            jobs=timedelta(days=settings.job_retention_days),
+            job_commands=timedelta(days=settings.job_command_retention_days),
+            audit=timedelta(days=settings.audit_retention_days),
+            delete_budget=timedelta(seconds=settings.retention_budget_s),
         ),
     )
 

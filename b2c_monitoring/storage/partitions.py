@@ -45,19 +45,30 @@ _AHEAD: Final = timedelta(days=2)
 
 @dataclass(frozen=True)
 class Retention:
-    """How long each resolution is kept (settings ``B2C_RETENTION_*``)."""
+    """How long each resolution is kept (settings ``B2C_RETENTION_*``), and the records
+    that are deleted row by row (``storage/retention.py``)."""
 
     raw: timedelta = timedelta(hours=48)
     five_minutes: timedelta = timedelta(days=8)
     hourly: timedelta = timedelta(days=90)
     history: timedelta = timedelta(days=90)  # status and health changes
     resolved_alerts: timedelta = timedelta(days=90)  # storage/alerts.py, prune_resolved
+    jobs: timedelta = timedelta(days=30)  # after they finished, with their timelines
+    job_commands: timedelta = timedelta(days=30)  # after they were done or failed
+    audit: timedelta = timedelta(days=400)  # the longest: who did what outlives the what
+    # how the row deletes run: rows per transaction, and seconds per round
+    delete_batch: int = 5_000
+    delete_budget: timedelta = timedelta(seconds=10)
 
     def __post_init__(self) -> None:
         if self.raw < timedelta(hours=24):
             raise ValueError("full resolution is kept at least 24 hours")
         if self.history < timedelta(days=30):
             raise ValueError("status history is kept at least 30 days (uptime over 30 d)")
+        if self.audit < max(self.jobs, self.job_commands, self.resolved_alerts):
+            raise ValueError("the audit log is kept at least as long as jobs, commands and alerts")
+        if self.delete_batch < 1:
+            raise ValueError("a delete batch has at least one row")
 
 
 @dataclass(frozen=True)
@@ -417,6 +428,12 @@ class MaintenanceReport:
     rolled_up: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
     expired_components: int = 0
     pruned_alerts: int = 0
+    # storage/retention.py: rows deleted per table, how long it took, its longest
+    # transaction, and whether the budget ran out with old rows left
+    deleted: dict[str, int] = field(default_factory=dict)
+    deleting_s: float = 0.0
+    longest_delete_s: float = 0.0
+    deletes_left: bool = False
 
 
 def maintain_partitions(
