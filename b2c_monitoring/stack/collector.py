@@ -319,10 +319,18 @@ def ensure_collector_binary(
 # configuration
 
 
-def collector_env(layout: StackLayout, processor_token: str, es_logs_index: str) -> dict[str, str]:
-    """The ``${env:...}`` variables ``collector-config/collector.yaml`` reads."""
+def collector_env(
+    layout: StackLayout,
+    processor_token: str,
+    es_logs_index: str,
+    es_credentials: tuple[str, str] = ("", ""),
+) -> dict[str, str]:
+    """The ``${env:...}`` variables ``collector-config/collector.yaml`` reads.
+    ``es_credentials``: the elasticsearch exporter's user and password (empty: none)."""
     ports = layout.ports
     return {
+        "B2C_ES_USER": es_credentials[0],
+        "B2C_ES_PASSWORD": es_credentials[1],
         "B2C_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports.otlp_grpc}",
         "B2C_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
         "B2C_PROCESSOR_ENDPOINT": f"{LOOPBACK}:{ports.processor_grpc}",
@@ -416,9 +424,11 @@ class Collector:
         redact_patterns: Sequence[str] = (),
         tls: TlsFiles | None = None,
         root: Path | None = None,
+        es_credentials: tuple[str, str] = ("", ""),
     ) -> None:
         self.layout = layout
         self.processor_token = processor_token
+        self.es_credentials = es_credentials
         self.es_logs_index = es_logs_index  # the prefix of the daily indices
         self.redact_patterns = tuple(redact_patterns)
         self.tls = tls
@@ -438,7 +448,9 @@ class Collector:
         return self.layout.run(self.name) / TLS_CONFIG
 
     def env(self) -> dict[str, str]:
-        return collector_env(self.layout, self.processor_token, self.es_logs_index)
+        return collector_env(
+            self.layout, self.processor_token, self.es_logs_index, self.es_credentials
+        )
 
     def install(self, progress: Progress) -> None:
         self._binary = ensure_collector_binary(self.layout, progress, self.root)

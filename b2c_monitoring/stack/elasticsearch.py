@@ -30,11 +30,13 @@ Files of one stack (``layout``):
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -45,6 +47,7 @@ from typing import Any, Final
 
 from b2c_monitoring.errors import StackError
 from b2c_monitoring.stack.base import Launch, Progress, StackLayout, load_versions
+from b2c_monitoring.stack.secrets import StackSecrets
 from b2c_monitoring.stack.system import chown_tree, ensure_system_user, grant_search_path, user_ids
 from b2c_monitoring.storage.logs import daily_index
 
@@ -55,6 +58,52 @@ DEFAULT_HEAP: Final = "-Xms512m -Xmx1g"
 CLUSTER_NAME: Final = "b2c-monitoring"
 NODE_NAME: Final = "b2c-local"
 LOG_TEMPLATE_NAME: Final = "b2c-logs"
+SUPERUSER: Final = "elastic"
+COLLECTOR_USER: Final = "b2c_collector"
+PROCESSOR_USER: Final = "b2c_processor"
+API_USER: Final = "b2c_api"
+GRAFANA_USER: Final = "b2c_grafana"
+
+
+def security_roles(logs_index: str) -> dict[str, dict[str, Any]]:
+    """The native-realm roles of the stack's users, one each, on the log indices only.
+
+    The collector appends documents (``create_doc``: it can neither overwrite nor
+    delete one); the processor's maintenance creates and deletes the daily indices and
+    its alert rules search them; the API and Grafana read. Nobody but ``elastic`` (the
+    stack's setup: templates) changes the cluster."""
+    indices = [f"{logs_index}*"]
+    return {
+        COLLECTOR_USER: {
+            "indices": [{"names": indices, "privileges": ["create_doc", "create_index"]}]
+        },
+        PROCESSOR_USER: {
+            "cluster": ["monitor"],
+            "indices": [
+                {
+                    "names": indices,
+                    "privileges": [
+                        "read",
+                        "view_index_metadata",
+                        "monitor",
+                        "create_index",
+                        "delete_index",
+                    ],
+                }
+            ],
+        },
+        API_USER: {
+            "indices": [
+                {"names": indices, "privileges": ["read", "view_index_metadata", "monitor"]}
+            ]
+        },
+        # "monitor" on the cluster: Grafana reads the version from GET /
+        GRAFANA_USER: {
+            "cluster": ["monitor"],
+            "indices": [{"names": indices, "privileges": ["read", "view_index_metadata"]}],
+        },
+    }
+
 
 _FALLBACK_JAVA_HOMES: Final = (
     "/usr/lib/jvm/java-17-openjdk-amd64",
@@ -185,8 +234,13 @@ def render_elasticsearch_yml(*, data: Path, logs: Path, http_port: int, transpor
         "http.port": http_port,
         "transport.port": transport_port,
         "discovery.type": "single-node",
-        # x-pack-security is in the zip: off, and so no TLS auto-configuration either
-        "xpack.security.enabled": False,
+        # x-pack-security is in the zip: every request logs in (basic auth, users of the
+        # native realm made in after_start). HTTP stays plaintext on loopback, and a
+        # single node needs no transport TLS; stated, so nothing is auto-configured
+        "xpack.security.enabled": True,
+        "xpack.security.http.ssl.enabled": False,
+        "xpack.security.transport.ssl.enabled": False,
+        "xpack.security.enrollment.enabled": False,
         # small test disks must not turn indices read-only
         "cluster.routing.allocation.disk.threshold_enabled": False,
     }
@@ -215,12 +269,30 @@ def render_jvm_options(distribution_options: str, logs: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``http://user:password@host:port/...`` as the URL without its user and the
+    ``Authorization`` header value it stands for (urllib ignores a URL's user part)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
+
+
 def _http_json(method: str, url: str, body: object | None = None, timeout: float = 10.0) -> Any:
     if not url.startswith(("http://", "https://")):
         raise StackError(f"not an http(s) URL: {url}")
+    bare, authorization = split_credentials(url)
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (checked above)
+    req = urllib.request.Request(bare, data=data, method=method)  # noqa: S310 (checked above)
     req.add_header("Accept", "application/json")
+    if authorization is not None:
+        req.add_header("Authorization", authorization)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -228,9 +300,9 @@ def _http_json(method: str, url: str, body: object | None = None, timeout: float
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:2000]
-        raise StackError(f"{method} {url}: HTTP {exc.code}: {detail}") from exc
+        raise StackError(f"{method} {bare}: HTTP {exc.code}: {detail}") from exc
     except (OSError, ValueError) as exc:
-        raise StackError(f"{method} {url}: {exc}") from exc
+        raise StackError(f"{method} {bare}: {exc}") from exc
     return json.loads(raw) if raw else None
 
 
@@ -352,6 +424,37 @@ class Elasticsearch:
         # root must not run it; anybody else runs it as themselves
         self.user: str | None = user if os.geteuid() == 0 else None
         self.heap = heap
+        self.secrets = StackSecrets(layout)
+
+    def password(self, user: str) -> str:
+        return self.secrets.password(f"es:{user}")
+
+    def url_for(self, user: str) -> str:
+        """The node's URL logging in as ``user`` (a stack user, or ``elastic``)."""
+        port = self.layout.ports.elasticsearch
+        return f"http://{user}:{self.password(user)}@127.0.0.1:{port}"
+
+    @property
+    def admin_url(self) -> str:
+        """As the superuser ``elastic``: the stack's setup and tests only."""
+        return self.url_for(SUPERUSER)
+
+    @property
+    def processor_url(self) -> str:
+        return self.url_for(PROCESSOR_USER)
+
+    @property
+    def api_url(self) -> str:
+        return self.url_for(API_USER)
+
+    @property
+    def grafana_url(self) -> str:
+        return self.url_for(GRAFANA_USER)
+
+    @property
+    def collector_credentials(self) -> tuple[str, str]:
+        """User and password of the collector's elasticsearch exporter."""
+        return COLLECTOR_USER, self.password(COLLECTOR_USER)
 
     @property
     def java_home(self) -> Path:
@@ -433,6 +536,7 @@ class Elasticsearch:
             "PATH": os.environ.get("PATH", _DEFAULT_PATH),
             "LANG": "C.UTF-8",
         }
+        self._ensure_keystore(env)
         return Launch(
             argv=[str(self.es_home / "bin" / "elasticsearch")],
             env=env,
@@ -440,22 +544,63 @@ class Elasticsearch:
             user=self.user,
         )
 
+    def _ensure_keystore(self, env: Mapping[str, str]) -> None:
+        """``elastic``'s first password, as ``bootstrap.password`` in the keystore: the
+        node takes it until the password is stored in its security index, and the stack
+        never changes it afterwards (so the keystore's stays the true one)."""
+        keystore = self.config_dir / "elasticsearch.keystore"
+        if keystore.exists():
+            return
+        tool = str(self.es_home / "bin" / "elasticsearch-keystore")
+        run_env = {**env, "ES_JAVA_OPTS": "-Xms64m -Xmx128m"}
+        for argv, stdin in (
+            ([tool, "create"], None),
+            ([tool, "add", "-x", "-f", "bootstrap.password"], self.password(SUPERUSER)),
+        ):
+            done = subprocess.run(
+                argv,
+                input=stdin,
+                env=run_env,
+                cwd=self.config_dir,
+                user=self.user,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                keystore.unlink(missing_ok=True)
+                raise StackError(
+                    f"elasticsearch-keystore {argv[1]} failed: {(done.stdout + done.stderr)[-2000:]}"
+                )
+
+    def ensure_users(self) -> None:
+        """The stack's roles and users (``security_roles``) with the home's passwords;
+        PUT every time (idempotent), so the file and the node never disagree."""
+        base = self.admin_url
+        for user, role in security_roles(self.logs_index).items():
+            _http_json("PUT", f"{base}/_security/role/{user}", role)
+            _http_json(
+                "PUT",
+                f"{base}/_security/user/{user}",
+                {"password": self.password(user), "roles": [user]},
+            )
+
     def after_start(self, progress: Progress) -> None:
-        """Called by the supervisor once healthy: the log index template must exist
-        before the collector writes the first document of an index. Today's index is
-        created now; the processor's maintenance creates the next ones a day ahead."""
-        put_log_templates(self.url)
+        """Called by the supervisor once healthy: the users, and the log index template,
+        which must exist before the collector writes the first document of an index.
+        Today's index is created now; the processor's maintenance creates the next ones
+        a day ahead."""
+        self.ensure_users()
+        put_log_templates(self.admin_url)
         today = daily_index(self.logs_index, datetime.now(UTC).date())
-        ensure_log_index(self.url, today)
+        ensure_log_index(self.admin_url, today)
         progress(f"elasticsearch: index template {LOG_TEMPLATE_NAME} applied, index {today} ready")
 
     def healthy(self) -> bool:
         """The cluster answers GET /_cluster/health with status green or yellow."""
         try:
-            health_url = f"{self.url}/_cluster/health"  # http://127.0.0.1:<port>
-            with urllib.request.urlopen(health_url, timeout=2.0) as resp:  # noqa: S310
-                health = json.loads(resp.read())
-        except (OSError, ValueError):
+            health = _http_json("GET", f"{self.admin_url}/_cluster/health", timeout=2.0)
+        except StackError:
             return False
         return isinstance(health, dict) and health.get("status") in ("green", "yellow")
 
