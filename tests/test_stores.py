@@ -17,7 +17,7 @@ import pytest
 from psycopg import errors as pg
 
 from b2c_monitoring.errors import StorageRejected
-from b2c_monitoring.stack.base import Ports, StackLayout
+from b2c_monitoring.stack.base import Ports, StackLayout, repo_root
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.stack.postgres import (
     APP_ROLES,
@@ -77,8 +77,9 @@ def test_a_connection_without_a_password_is_refused(stack: LocalStack) -> None:
     for role in (SYSTEM_USER, ROLE, *APP_ROLES):
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(_no_password(stack.postgres, role), connect_timeout=5).close()
+    wrong = f"postgresql://{ROLE}:wrong@127.0.0.1:{stack.postgres.port}/{DATABASE}"
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(stack.postgres.url.replace(":", ":x", 2), connect_timeout=5).close()
+        psycopg.connect(wrong, connect_timeout=5).close()
 
 
 def test_a_query_without_a_tenant_filter_returns_only_the_logins_tenants(
@@ -184,16 +185,26 @@ def test_granting_tenants_to_a_role_outside_grafana_is_refused(stack: LocalStack
         grafana_roles.grant_tenants(stack.postgres.url, "b2c_grafana_nobody", ["t"], "pw")
 
 
-def test_a_home_made_with_trust_is_upgraded_at_its_next_start(tmp_path: Path) -> None:
+def _test_home() -> Path:
+    return Path(os.environ.get("B2C_TEST_HOME") or repo_root() / ".b2c-test").resolve()
+
+
+def test_a_home_made_with_trust_is_upgraded_at_its_next_start() -> None:
     offset = int(os.environ.get("B2C_TEST_PORT_OFFSET", "1000")) + 377
-    layout = StackLayout(home=tmp_path / "old-home", ports=Ports(offset))
+    # beside the test stack's home: postgres cannot pass pytest's 0700 tmp folders
+    home = _test_home().parent / f".b2c-old-home-{uuid.uuid4().hex[:8]}"
+    layout = StackLayout(home=home, ports=Ports(offset))
     data = layout.data("postgres")
     data.mkdir(parents=True)
     grant_search_path(data, SYSTEM_USER, lambda _line: None)
     shutil.chown(data, SYSTEM_USER, SYSTEM_USER)
+    data.chmod(0o700)
     # what the stack did before passwords
     subprocess.run(
-        [str(_bin_dir() / "initdb"), "-D", str(data), "-U", SYSTEM_USER, "--auth=trust"],
+        [
+            *(str(_bin_dir() / "initdb"), "-D", str(data), "-U", SYSTEM_USER, "--auth=trust"),
+            *("--encoding=UTF8", "--locale=C.UTF-8"),
+        ],
         check=True,
         capture_output=True,
         user=SYSTEM_USER,
@@ -211,6 +222,7 @@ def test_a_home_made_with_trust_is_upgraded_at_its_next_start(tmp_path: Path) ->
         assert (layout.data("stores") / "passwords.json").stat().st_mode & 0o777 == 0o600
     finally:
         supervisor.stop(part, lambda _line: None)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -226,10 +238,6 @@ def test_the_readers_cannot_write_and_the_writer_cannot_read(stack: LocalStack) 
     es = stack.elasticsearch
     index = f"b2c-logs-stores-{uuid.uuid4().hex[:8]}"
     doc = {"@timestamp": "2026-01-15T10:30:00Z", "Body": "x", "Attributes.tenant.id": "t"}
-    for url in (es.api_url, es.grafana_url):
-        assert httpx.post(f"{url}/{index}/_doc", json=doc).status_code == 403
-        assert httpx.delete(f"{url}/b2c-logs-*").status_code == 403
-        assert httpx.get(f"{url}/b2c-logs*/_search").status_code == 200
     user, password = es.collector_credentials
     writer = httpx.Client(auth=(user, password))
     try:
@@ -238,6 +246,11 @@ def test_the_readers_cannot_write_and_the_writer_cannot_read(stack: LocalStack) 
         assert writer.get(f"{es.url}/{index}/_search").status_code == 403
         assert writer.put(f"{es.url}/{index}/_doc/1", json=doc).status_code == 403
         assert writer.delete(f"{es.url}/{index}").status_code == 403
+        for url in (es.api_url, es.grafana_url):
+            assert httpx.post(f"{url}/{index}/_doc", json=doc).status_code == 403
+            assert httpx.delete(f"{url}/{index}/_doc/1").status_code == 403
+            assert httpx.delete(f"{url}/{index}").status_code == 403
+            assert httpx.get(f"{url}/{index}/_search").status_code == 200
     finally:
         writer.close()
         httpx.delete(f"{es.admin_url}/{index}")

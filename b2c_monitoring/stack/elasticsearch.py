@@ -31,8 +31,10 @@ Files of one stack (``layout``):
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import urllib.error
@@ -65,8 +67,31 @@ API_USER: Final = "b2c_api"
 GRAFANA_USER: Final = "b2c_grafana"
 
 
+def pbkdf2_hash(password: str, *, cost: int = 10_000) -> str:
+    """``password`` in Elasticsearch's ``{PBKDF2}`` format (HMAC-SHA512, 256-bit key,
+    ``{PBKDF2}<cost>$<base64 salt>$<base64 key>``), which its file realm verifies."""
+    salt = secrets.token_bytes(32)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, cost, dklen=32)
+    return f"{{PBKDF2}}{cost}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def render_roles_yml(roles: Mapping[str, Mapping[str, Any]]) -> str:
+    """``roles.yml`` in block style, a role per top-level key: the file realm reads one
+    role per top-level block and skips a JSON-style file after its first role."""
+    lines: list[str] = []
+    for name, role in roles.items():
+        lines.append(f"{name}:")
+        if role.get("cluster"):
+            lines.append(f"  cluster: {json.dumps(role['cluster'])}")
+        lines.append("  indices:")
+        for entry in role["indices"]:
+            lines.append(f"    - names: {json.dumps(entry['names'])}")
+            lines.append(f"      privileges: {json.dumps(entry['privileges'])}")
+    return "\n".join(lines) + "\n"
+
+
 def security_roles(logs_index: str) -> dict[str, dict[str, Any]]:
-    """The native-realm roles of the stack's users, one each, on the log indices only.
+    """The roles of the stack's users (file realm), one each, on the log indices only.
 
     The collector appends documents (``create_doc``: it can neither overwrite nor
     delete one); the processor's maintenance creates and deletes the daily indices and
@@ -519,6 +544,7 @@ class Elasticsearch:
         (self.config_dir / "jvm.options").write_text(
             render_jvm_options((dist_config / "jvm.options").read_text(), self.logs_dir)
         )
+        self._write_file_realm()
         self.tmp_dir.chmod(0o700)
 
         if self.user is not None:
@@ -544,6 +570,22 @@ class Elasticsearch:
             user=self.user,
         )
 
+    def _write_file_realm(self) -> None:
+        """The stack's users in the file realm (``users``, ``users_roles``,
+        ``roles.yml`` of ES_PATH_CONF), rewritten at every start from the home's
+        passwords. Not the native realm: its ``.security`` index needs the
+        analysis-common module, which this distribution lacks."""
+        roles = security_roles(self.logs_index)
+        files = {
+            "users": "".join(f"{u}:{pbkdf2_hash(self.password(u))}\n" for u in roles),
+            "users_roles": "".join(f"{u}:{u}\n" for u in roles),
+            "roles.yml": render_roles_yml(roles),
+        }
+        for name, text in files.items():
+            path = self.config_dir / name
+            path.write_text(text)
+            path.chmod(0o600)
+
     def _ensure_keystore(self, env: Mapping[str, str]) -> None:
         """``elastic``'s first password, as ``bootstrap.password`` in the keystore: the
         node takes it until the password is stored in its security index, and the stack
@@ -553,6 +595,8 @@ class Elasticsearch:
             return
         tool = str(self.es_home / "bin" / "elasticsearch-keystore")
         run_env = {**env, "ES_JAVA_OPTS": "-Xms64m -Xmx128m"}
+        # root's group must not stay: /root lets others pass, not its group
+        group = user_ids(self.user)[1] if self.user is not None else None
         for argv, stdin in (
             ([tool, "create"], None),
             ([tool, "add", "-x", "-f", "bootstrap.password"], self.password(SUPERUSER)),
@@ -563,6 +607,8 @@ class Elasticsearch:
                 env=run_env,
                 cwd=self.config_dir,
                 user=self.user,
+                group=group,
+                extra_groups=[] if self.user is not None else None,
                 capture_output=True,
                 text=True,
                 check=False,
@@ -573,24 +619,10 @@ class Elasticsearch:
                     f"elasticsearch-keystore {argv[1]} failed: {(done.stdout + done.stderr)[-2000:]}"
                 )
 
-    def ensure_users(self) -> None:
-        """The stack's roles and users (``security_roles``) with the home's passwords;
-        PUT every time (idempotent), so the file and the node never disagree."""
-        base = self.admin_url
-        for user, role in security_roles(self.logs_index).items():
-            _http_json("PUT", f"{base}/_security/role/{user}", role)
-            _http_json(
-                "PUT",
-                f"{base}/_security/user/{user}",
-                {"password": self.password(user), "roles": [user]},
-            )
-
     def after_start(self, progress: Progress) -> None:
-        """Called by the supervisor once healthy: the users, and the log index template,
-        which must exist before the collector writes the first document of an index.
-        Today's index is created now; the processor's maintenance creates the next ones
-        a day ahead."""
-        self.ensure_users()
+        """Called by the supervisor once healthy: the log index template must exist
+        before the collector writes the first document of an index. Today's index is
+        created now; the processor's maintenance creates the next ones a day ahead."""
         put_log_templates(self.admin_url)
         today = daily_index(self.logs_index, datetime.now(UTC).date())
         ensure_log_index(self.admin_url, today)

@@ -97,7 +97,7 @@ BEGIN
         EXECUTE format('CREATE POLICY b2c_apps ON %I TO b2c_processor, b2c_api '
                        'USING (true) WITH CHECK (true)', t);
         EXECUTE format('CREATE POLICY b2c_grafana_tenants ON %I FOR SELECT TO b2c_grafana '
-                       'USING (tenant_id = ANY ((SELECT grafana_tenant_ids())))', t);
+                       'USING (tenant_id = ANY ((SELECT grafana_tenant_ids())::text[]))', t);
     END LOOP;
 END
 $$;
@@ -106,4 +106,4 @@ $$;
 ALTER TABLE service_checks ENABLE ROW LEVEL SECURITY;
 CREATE POLICY b2c_apps ON service_checks TO b2c_processor, b2c_api USING (true) WITH CHECK (true);
 CREATE POLICY b2c_grafana_tenants ON service_checks FOR SELECT TO b2c_grafana
-    USING (service_id IN (SELECT id FROM services WHERE tenant_id = ANY ((SELECT grafana_tenant_ids()))));
+    USING (service_id IN (SELECT id FROM services WHERE tenant_id = ANY ((SELECT grafana_tenant_ids())::text[])));
