@@ -99,7 +99,7 @@ def test_the_collector_masks_the_same_secrets_before_elasticsearch(
 
     def stored() -> list[dict[str, Any]] | None:
         found = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search",
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
             json={"size": 50, "query": {"match": {"Body": marker}}},
             timeout=10,
         ).json()
@@ -290,7 +290,7 @@ def test_no_secret_in_a_url_a_header_a_body_or_a_custom_pattern_reaches_elastics
 
     def stored() -> list[dict[str, Any]] | None:
         found = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search",
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
             json={"size": 10, "query": {"match": {"Body": marker}}},
             timeout=10,
         ).json()
@@ -305,7 +305,7 @@ def test_no_secret_in_a_url_a_header_a_body_or_a_custom_pattern_reaches_elastics
         phrase = {"query": f'"{secret}"', "fields": ["*"], "lenient": True}
         query = {"query": {"query_string": phrase}}
         hits = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search", json=query, timeout=10
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search", json=query, timeout=10
         ).json()
         assert hits["hits"]["total"]["value"] == 0, secret
     # what is not a secret is kept
