@@ -186,7 +186,11 @@ def custom_redaction(stack: LocalStack) -> Iterator[None]:
     """The stack's collector restarted with CUSTOM_PATTERNS (B2C_LOG_REDACT_PATTERNS of
     a real stack), and back to the stack's own configuration afterwards."""
     custom = Collector(
-        stack.layout, stack.processor_token, stack.logs_index, redact_patterns=CUSTOM_PATTERNS
+        stack.layout,
+        stack.processor_token,
+        stack.logs_index,
+        redact_patterns=CUSTOM_PATTERNS,
+        es_credentials=stack.elasticsearch.collector_credentials,
     )
     stack.supervisor.stop(stack.collector, lambda _line: None)
     stack.supervisor.start(custom, lambda _line: None)

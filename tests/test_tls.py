@@ -63,7 +63,13 @@ class TlsCollector(Collector):
     Elasticsearch instead of its own layout's."""
 
     def __init__(self, layout: StackLayout, stack: LocalStack, tls: TlsFiles) -> None:
-        super().__init__(layout, stack.processor_token, stack.logs_index, tls=tls)
+        super().__init__(
+            layout,
+            stack.processor_token,
+            stack.logs_index,
+            tls=tls,
+            es_credentials=stack.elasticsearch.collector_credentials,
+        )
         self._upstream = stack.layout.ports
 
     def env(self) -> dict[str, str]:
