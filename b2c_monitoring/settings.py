@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
 
     database_url: str = "postgresql://b2c@127.0.0.1:5433/b2c"
+    # B2C_MIGRATION_DATABASE_URL: the schema owner's DSN, for the processor's migrations
+    # and partition maintenance, where B2C_DATABASE_URL is a role without DDL rights
+    # (docs/security.md, "Stores"); unset, B2C_DATABASE_URL does both.
+    migration_database_url: str | None = None
     database_pool_size: int = Field(default=8, ge=1, le=64)
 
     elasticsearch_url: str = "http://127.0.0.1:9200"

@@ -145,7 +145,7 @@ def main() -> None:
         rules = fill(url, args.tenants, args.services, args.jobs, now)
         pool = make_pool(url, max_size=4, name="bench-alerts")
         pool.open(wait=True)
-        es = make_client(f"http://127.0.0.1:{stack.layout.ports.elasticsearch}")
+        es = make_client(stack.elasticsearch.admin_url)
         evaluator = Evaluator(
             pool,
             CommunicationErrors(es, "b2c-logs*", "default"),

@@ -163,7 +163,7 @@ def main() -> None:
     tenant, other = f"bench-{uuid.uuid4().hex[:6]}", f"bench-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC)
     api: subprocess.Popen[bytes] | None = None
-    with httpx.Client(base_url=stack.elasticsearch.url, timeout=120) as es:
+    with httpx.Client(base_url=stack.elasticsearch.admin_url, timeout=120) as es:
         try:
             started = time.perf_counter()
             if args.reuse:

@@ -110,7 +110,12 @@ def start(
 ) -> Instance:
     env = {
         **collector_env(
-            layout, stack.processor_token, stack.logs_index, stack.postgres.url, rate_per_s=1e12
+            layout,
+            stack.processor_token,
+            stack.logs_index,
+            stack.postgres.ingest_auth_dsn,
+            stack.elasticsearch.collector_credentials,
+            rate_per_s=1e12,
         ),
         # export to the stack's own processor and Elasticsearch (nothing reaches them)
         "B2C_PROCESSOR_ENDPOINT": f"127.0.0.1:{stack.layout.ports.processor_grpc}",

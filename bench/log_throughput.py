@@ -305,7 +305,7 @@ def main() -> int:
     seconds = min(args.seconds, 60.0)
 
     stack = LocalStack(default_layout(args.home, args.port_offset))
-    base = stack.elasticsearch.url
+    base = stack.elasticsearch.admin_url
     telemetry = stack.collector.endpoints()["telemetry"]
     endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
     metadata = (("authorization", f"Bearer {stack.probe_token}"),)

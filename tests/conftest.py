@@ -20,7 +20,7 @@ import psycopg_pool
 import pytest
 
 from b2c_monitoring.stack.base import Ports, StackLayout, repo_root
-from b2c_monitoring.stack.postgres import Postgres
+from b2c_monitoring.stack.postgres import ROLE, Postgres
 from b2c_monitoring.stack.supervisor import Supervisor
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.migrations import migrate
@@ -54,6 +54,7 @@ def postgres() -> Iterator[Postgres]:
     supervisor = Supervisor(layout, [pg])
     started_here = supervisor.pid(pg) is None
     supervisor.start(pg, _say)
+    pg.ensure_setup(_say)  # roles and passwords, also when it was running already
     yield pg
     if started_here and os.environ.get("B2C_TEST_KEEP_STACK") != "1":
         supervisor.stop(pg, _say)
@@ -83,7 +84,7 @@ def template_db(postgres: Postgres) -> str:
 
 
 def _url(postgres: Postgres, database: str) -> str:
-    return f"postgresql://b2c@127.0.0.1:{postgres.port}/{database}"
+    return postgres.url_for(ROLE, database)
 
 
 @pytest.fixture

@@ -141,14 +141,15 @@ def test_postgres_select_1_is_up(postgres: Postgres) -> None:
 
 @pytest.mark.integration
 def test_postgres_key_value_conninfo_works_too(postgres: Postgres) -> None:
-    conninfo = f"host=127.0.0.1 port={postgres.port} user=b2c dbname=b2c"
+    password = postgres.secrets.password("b2c")
+    conninfo = f"host=127.0.0.1 port={postgres.port} user=b2c password={password} dbname=b2c"
     assert run_check(CheckSpec("postgres", conninfo)).status == "up"
     assert server_address(CheckSpec("postgres", conninfo)) == "127.0.0.1"
 
 
 @pytest.mark.integration
 def test_a_missing_database_is_down_with_the_servers_reason(postgres: Postgres) -> None:
-    url = f"postgresql://b2c@127.0.0.1:{postgres.port}/no_such_database"
+    url = postgres.url_for("b2c", "no_such_database")
     result = run_check(CheckSpec("postgres", url))
     assert result.status == "down"
     assert result.error is not None

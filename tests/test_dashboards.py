@@ -28,6 +28,8 @@ from b2c_monitoring.dashboards.common import DEFAULT_TENANT
 from b2c_monitoring.dashboards.datasources import ELASTICSEARCH_TYPE, POSTGRES_TYPE
 from b2c_monitoring.demo import run_demo
 from b2c_monitoring.stack.local import LocalStack
+from b2c_monitoring.stack.postgres import DATABASE, SYSTEM_USER
+from b2c_monitoring.storage import grafana_roles
 from b2c_monitoring.storage.logs import make_client
 from tests.otlp_builders import job_span, trace_request
 from tests.polling import eventually
@@ -275,16 +277,25 @@ def filled(stack: LocalStack) -> Iterator[Filled]:
             every=1,
             what=metric,
         )
-    es = make_client(f"http://127.0.0.1:{stack.layout.ports.elasticsearch}")
-    es.indices.refresh(index="b2c-logs*")
+    with make_client(stack.elasticsearch.admin_url) as admin:
+        admin.indices.refresh(index="b2c-logs*")
+    # as Grafana would: its read-only logins, a Postgres one bound to these tenants
+    es = make_client(stack.elasticsearch.grafana_url)
+    role, password = grafana_roles.role_name_for(f"dashboards-{suffix}"), uuid.uuid4().hex
+    superuser = stack.postgres.url_for(SYSTEM_USER, DATABASE)
+    grafana_roles.grant_tenants(superuser, role, [*tenants, DEFAULT_TENANT], password)
+    grafana = f"postgresql://{role}:{password}@127.0.0.1:{stack.postgres.port}/{DATABASE}"
     try:
         yield Filled(
-            stores=live.Stores(stack.postgres.url, stack.prometheus.url, es),
+            stores=live.Stores(grafana, stack.prometheus.url, es),
             window=live.TimeRange(started, datetime.now(UTC)),
             tenants=tenants,
         )
     finally:
         es.close()
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            conn.execute("DELETE FROM grafana_tenants WHERE role_name = %s", (role,))
+            conn.execute(f'DROP ROLE "{role}"')
 
 
 @pytest.mark.parametrize("uid", list(build.DASHBOARDS))

@@ -133,7 +133,7 @@ def test_the_collector_computes_the_same_patterns_before_elasticsearch(
 
     def stored() -> list[dict[str, Any]] | None:
         found = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search",
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
             json={"size": 50, "query": {"term": {"Attributes.marker": marker}}},
             timeout=10,
         ).json()

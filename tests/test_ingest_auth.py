@@ -179,9 +179,9 @@ def component_tenants(pool: psycopg_pool.ConnectionPool, name: str) -> list[str]
 
 def log_tenants(stack: LocalStack, marker: str) -> list[str]:
     """The tenant.id of each stored log record whose body holds ``marker``."""
-    httpx.post(f"{stack.elasticsearch.url}/b2c-logs*/_refresh", timeout=30)
+    httpx.post(f"{stack.elasticsearch.admin_url}/b2c-logs*/_refresh", timeout=30)
     found = httpx.post(
-        f"{stack.elasticsearch.url}/b2c-logs*/_search",
+        f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
         json={"size": 100, "query": {"match_phrase": {"Body": marker}}},
         timeout=10,
     ).json()
@@ -527,7 +527,8 @@ class SlowCollector(Collector):
             layout,
             stack.processor_token,
             stack.logs_index,
-            ingest_auth_dsn=stack.postgres.url,
+            ingest_auth_dsn=stack.postgres.ingest_auth_dsn,
+            es_credentials=stack.elasticsearch.collector_credentials,
             rate_per_s=50,
             burst=50,
         )

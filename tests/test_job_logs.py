@@ -389,7 +389,10 @@ def test_recent_logs_are_the_last_lines_oldest_first_or_none_without_the_store(
     )
     wait_for_lines(api, token(pool, Role.VIEWER, [tenant]), job_id, 25)
     [job] = JobStore(pool).get(job_id, [tenant])
-    with make_client(stack.elasticsearch.url) as es, make_client("http://127.0.0.1:1") as gone:
+    with (
+        make_client(stack.elasticsearch.admin_url) as es,
+        make_client("http://127.0.0.1:1") as gone,
+    ):
         store = LogStore(es, "b2c-logs*", default_tenant="default")
         lines = recent_logs(store, job)
         assert lines is not None

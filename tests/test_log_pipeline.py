@@ -115,7 +115,7 @@ def stored(stack: LocalStack, marker: str, count: int) -> dict[str, dict[str, An
 
     def probe() -> dict[str, dict[str, Any]] | None:
         found = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search",
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
             json={"size": 100, "query": {"match": {"Body": marker}}},
             timeout=10,
         ).json()
@@ -200,7 +200,7 @@ def test_records_go_to_the_daily_index_of_their_own_time(stack: LocalStack) -> N
     assert documents["timeless"]["@timestamp"].startswith(str(today))
     # the routing attribute is always the collector's, never the sender's
     assert all(doc["Attributes.elasticsearch.index"] == doc["_index"] for doc in documents.values())
-    assert httpx.head(f"{stack.elasticsearch.url}/elsewhere-{marker}").status_code == 404
+    assert httpx.head(f"{stack.elasticsearch.admin_url}/elsewhere-{marker}").status_code == 404
 
 
 @pytest.mark.integration
@@ -267,7 +267,7 @@ def test_bad_records_are_stored_within_bounds_and_their_batch_is_kept(stack: Loc
     def_filter = tenant_filter("default", "default")
     query = {"bool": {"filter": [def_filter, {"match": {"Body": marker}}]}}
     found = httpx.post(
-        f"{stack.elasticsearch.url}/b2c-logs*/_count", json={"query": query}, timeout=10
+        f"{stack.elasticsearch.admin_url}/b2c-logs*/_count", json={"query": query}, timeout=10
     ).json()
     assert found["count"] == len(records)
     assert refused_documents(stack) == refused_before
@@ -353,7 +353,7 @@ def test_the_maintenance_round_deletes_whole_indices_past_retention_and_keeps_ne
     stack: LocalStack,
 ) -> None:
     now = datetime.now(UTC)
-    es = stack.elasticsearch.url
+    es = stack.elasticsearch.admin_url
     marker = uuid.uuid4().hex
     # 1990: far enough back that no other test's records share these indices
     old_days = [datetime(1990, 1, d, tzinfo=UTC) for d in (1, 2)]

@@ -233,7 +233,7 @@ def test_a_job_log_record_is_found_in_elasticsearch(stack: LocalStack, tenant: s
             job.logger.warning("enventa slow to answer, marker %s", marker)
     finally:
         probes.shutdown()
-    es = stack.elasticsearch.url
+    es = stack.elasticsearch.admin_url
 
     def found() -> dict[str, Any] | None:
         response = httpx.post(

@@ -100,7 +100,7 @@ def test_the_collector_masks_the_same_secrets_before_elasticsearch(
 
     def stored() -> list[dict[str, Any]] | None:
         found = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search",
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
             json={"size": 50, "query": {"match": {"Body": marker}}},
             timeout=10,
         ).json()
@@ -190,8 +190,9 @@ def custom_redaction(stack: LocalStack) -> Iterator[None]:
         stack.layout,
         stack.processor_token,
         stack.logs_index,
-        ingest_auth_dsn=stack.postgres.url,
+        ingest_auth_dsn=stack.postgres.ingest_auth_dsn,
         redact_patterns=CUSTOM_PATTERNS,
+        es_credentials=stack.elasticsearch.collector_credentials,
     )
     stack.supervisor.stop(stack.collector, lambda _line: None)
     stack.supervisor.start(custom, lambda _line: None)
@@ -295,7 +296,7 @@ def test_no_secret_in_a_url_a_header_a_body_or_a_custom_pattern_reaches_elastics
 
     def stored() -> list[dict[str, Any]] | None:
         found = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search",
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search",
             json={"size": 10, "query": {"match": {"Body": marker}}},
             timeout=10,
         ).json()
@@ -310,7 +311,7 @@ def test_no_secret_in_a_url_a_header_a_body_or_a_custom_pattern_reaches_elastics
         phrase = {"query": f'"{secret}"', "fields": ["*"], "lenient": True}
         query = {"query": {"query_string": phrase}}
         hits = httpx.post(
-            f"{stack.elasticsearch.url}/b2c-logs*/_search", json=query, timeout=10
+            f"{stack.elasticsearch.admin_url}/b2c-logs*/_search", json=query, timeout=10
         ).json()
         assert hits["hits"]["total"]["value"] == 0, secret
     # what is not a secret is kept

@@ -26,6 +26,7 @@ from b2c_monitoring.stack.elasticsearch import (
     put_log_templates,
     render_elasticsearch_yml,
     render_jvm_options,
+    split_credentials,
 )
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.stack.prometheus import render_config
@@ -33,8 +34,11 @@ from b2c_monitoring.stack.prometheus import render_config
 
 def _http(method: str, url: str, body: object | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (loopback)
+    bare, authorization = split_credentials(url)
+    req = urllib.request.Request(bare, data=data, method=method)  # noqa: S310 (loopback)
     req.add_header("Content-Type", "application/json")
+    if authorization is not None:
+        req.add_header("Authorization", authorization)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
             return resp.status, json.loads(resp.read() or b"null")
@@ -62,7 +66,8 @@ def test_elasticsearch_yml_names_only_core_settings(tmp_path: Path) -> None:
     assert "http.port: 9201" in text
     assert "transport.port: 9301" in text
     assert 'discovery.type: "single-node"' in text
-    assert "xpack.security.enabled: false" in text
+    assert "xpack.security.enabled: true" in text
+    assert "xpack.security.http.ssl.enabled: false" in text  # loopback HTTP, passwords
     assert f'path.data: "{tmp_path / "d"}"' in text
     assert "xpack.ml" not in text  # the zip has no ml plugin: its settings stop the node
 
@@ -154,7 +159,7 @@ def test_elasticsearch_runs_unprivileged_and_maps_log_fields(
         assert elasticsearch.user is not None
         assert _uid_of(pid) == pwd.getpwnam(elasticsearch.user).pw_uid
     assert _uid_of(pid) != 0
-    base = elasticsearch.url
+    base = elasticsearch.admin_url
     put_log_templates(base)
     put_log_templates(base)  # idempotent
 
@@ -228,7 +233,7 @@ def test_elasticsearch_runs_unprivileged_and_maps_log_fields(
 def test_elasticsearch_part_reports_health_and_endpoint(elasticsearch: Elasticsearch) -> None:
     assert elasticsearch.healthy()
     assert elasticsearch.endpoints() == {"elasticsearch": elasticsearch.url}
-    status, health = _http("GET", f"{elasticsearch.url}/_cluster/health")
+    status, health = _http("GET", f"{elasticsearch.admin_url}/_cluster/health")
     assert status == 200
     assert health["cluster_name"] == "b2c-monitoring"
 

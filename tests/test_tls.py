@@ -67,8 +67,9 @@ class TlsCollector(Collector):
             layout,
             stack.processor_token,
             stack.logs_index,
-            ingest_auth_dsn=stack.postgres.url,
+            ingest_auth_dsn=stack.postgres.ingest_auth_dsn,
             tls=tls,
+            es_credentials=stack.elasticsearch.collector_credentials,
         )
         self._upstream = stack.layout.ports
 

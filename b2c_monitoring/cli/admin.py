@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from b2c_monitoring.auth import Role
-from b2c_monitoring.cli import output
+from b2c_monitoring.cli import grafana_roles, output
 from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
 from b2c_monitoring.cli.monitor import parse_duration
 from b2c_monitoring.cli.output import JsonOpt
@@ -21,6 +21,7 @@ tokens = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tokens, name="tokens")
+app.add_typer(grafana_roles.app, name="grafana-role")
 
 
 def _tenants(token: dict[str, Any]) -> str:

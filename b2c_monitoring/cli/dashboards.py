@@ -104,7 +104,7 @@ def _check_live(
     stores = Stores(
         postgres_url=stack.postgres.url,
         prometheus_url=stack.prometheus.url,
-        elasticsearch=make_client(f"http://127.0.0.1:{stack.layout.ports.elasticsearch}"),
+        elasticsearch=make_client(stack.elasticsearch.grafana_url),
     )
     window = TimeRange.last(since)
     chosen = {"tenant": tenants} if tenants else None

@@ -70,10 +70,11 @@ def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT. Migrations run first (safe with several replicas)."""
     # Not listening before the schema is there: until then the collector's exporter sees
     # a refused connection, retries, and keeps the data in its queue.
+    owner_url = settings.migration_database_url or settings.database_url
     delay = 0.5
     while True:
         try:
-            applied = migrate(settings.database_url)
+            applied = migrate(owner_url)
             break
         except StorageUnavailable as exc:
             log.warning("database not reachable for migrations (%s); retrying in %.1fs", exc, delay)
@@ -83,7 +84,8 @@ def serve(settings: Settings) -> None:
         log.info("applied migrations: %s", ", ".join(applied))
     # partitions, rollups, retention and staleness: one round before listening (so the
     # partitions of today exist), then in the background
-    maintenance_pool = make_pool(settings.database_url, max_size=2, name="b2c-maintenance")
+    # DDL (partitions) needs the owner
+    maintenance_pool = make_pool(owner_url, max_size=2, name="b2c-maintenance")
     maintenance_pool.open(wait=False)
     maintenance = MaintenanceThread(
         maintenance_pool,

@@ -27,7 +27,11 @@ def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 
 
 class AppPart:
-    """Environment shared by the product's processes: where the stores are."""
+    """Environment shared by the product's processes: where the stores are.
+
+    ``database_url`` and ``elasticsearch_url`` carry the process's own login
+    (docs/security.md, "Stores"); ``migration_database_url``, the owner's, is given to
+    the processor alone, which migrates and creates and drops partitions."""
 
     def __init__(
         self,
@@ -36,11 +40,17 @@ class AppPart:
         processor_token: str,
         *,
         tls: TlsFiles | None = None,
+        elasticsearch_url: str | None = None,
+        migration_database_url: str | None = None,
     ) -> None:
         self.layout = layout
         self.database_url = database_url
         self.processor_token = processor_token
         self.tls = tls
+        self.elasticsearch_url = (
+            elasticsearch_url or f"http://127.0.0.1:{layout.ports.elasticsearch}"
+        )
+        self.migration_database_url = migration_database_url
 
     @property
     def api_url(self) -> str:
@@ -48,15 +58,18 @@ class AppPart:
 
     def base_env(self) -> dict[str, str]:
         ports = self.layout.ports
-        return {
+        env = {
             "B2C_DATABASE_URL": self.database_url,
-            "B2C_ELASTICSEARCH_URL": f"http://127.0.0.1:{ports.elasticsearch}",
+            "B2C_ELASTICSEARCH_URL": self.elasticsearch_url,
             "B2C_PROCESSOR_LISTEN": f"127.0.0.1:{ports.processor_grpc}",
             "B2C_PROCESSOR_METRICS_PORT": str(ports.processor_metrics),
             "B2C_PROCESSOR_TOKEN": self.processor_token,
             "B2C_API_URL": self.api_url,
             "PYTHONUNBUFFERED": "1",
         }
+        if self.migration_database_url is not None:
+            env["B2C_MIGRATION_DATABASE_URL"] = self.migration_database_url
+        return env
 
     def install(self, progress: Progress) -> None:
         """Installed with the package itself."""
@@ -91,8 +104,11 @@ class Api(AppPart):
         processor_token: str,
         *,
         tls: TlsFiles | None = None,
+        elasticsearch_url: str | None = None,
     ) -> None:
-        super().__init__(layout, database_url, processor_token, tls=tls)
+        super().__init__(
+            layout, database_url, processor_token, tls=tls, elasticsearch_url=elasticsearch_url
+        )
         self.console_dir: Path | None = None
 
     def install(self, progress: Progress) -> None:

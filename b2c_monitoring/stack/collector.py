@@ -357,14 +357,18 @@ def collector_env(
     processor_token: str,
     es_logs_index: str,
     ingest_auth_dsn: str,
+    es_credentials: tuple[str, str] = ("", ""),
     *,
     rate_per_s: float = 20_000,
     burst: float = 0,
 ) -> dict[str, str]:
-    """The ``${env:...}`` variables ``collector-config/collector.yaml`` reads."""
+    """The ``${env:...}`` variables ``collector-config/collector.yaml`` reads.
+    ``es_credentials``: the elasticsearch exporter's user and password (empty: none)."""
     ports = layout.ports
     storage = layout.data("collector")
     return {
+        "B2C_ES_USER": es_credentials[0],
+        "B2C_ES_PASSWORD": es_credentials[1],
         "B2C_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports.otlp_grpc}",
         "B2C_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
         "B2C_PROCESSOR_ENDPOINT": f"{LOOPBACK}:{ports.processor_grpc}",
@@ -467,9 +471,11 @@ class Collector:
         burst: float = 0,
         tls: TlsFiles | None = None,
         root: Path | None = None,
+        es_credentials: tuple[str, str] = ("", ""),
     ) -> None:
         self.layout = layout
         self.processor_token = processor_token
+        self.es_credentials = es_credentials
         self.es_logs_index = es_logs_index  # the prefix of the daily indices
         self.ingest_auth_dsn = ingest_auth_dsn
         self.rate_per_s, self.burst = rate_per_s, burst
@@ -496,6 +502,7 @@ class Collector:
             self.processor_token,
             self.es_logs_index,
             self.ingest_auth_dsn,
+            self.es_credentials,
             rate_per_s=self.rate_per_s,
             burst=self.burst,
         )

@@ -30,11 +30,15 @@ Files of one stack (``layout``):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -45,6 +49,7 @@ from typing import Any, Final
 
 from b2c_monitoring.errors import StackError
 from b2c_monitoring.stack.base import Launch, Progress, StackLayout, load_versions
+from b2c_monitoring.stack.secrets import StackSecrets
 from b2c_monitoring.stack.system import chown_tree, ensure_system_user, grant_search_path, user_ids
 from b2c_monitoring.storage.logs import daily_index
 
@@ -55,6 +60,75 @@ DEFAULT_HEAP: Final = "-Xms512m -Xmx1g"
 CLUSTER_NAME: Final = "b2c-monitoring"
 NODE_NAME: Final = "b2c-local"
 LOG_TEMPLATE_NAME: Final = "b2c-logs"
+SUPERUSER: Final = "elastic"
+COLLECTOR_USER: Final = "b2c_collector"
+PROCESSOR_USER: Final = "b2c_processor"
+API_USER: Final = "b2c_api"
+GRAFANA_USER: Final = "b2c_grafana"
+
+
+def pbkdf2_hash(password: str, *, cost: int = 10_000) -> str:
+    """``password`` in Elasticsearch's ``{PBKDF2}`` format (HMAC-SHA512, 256-bit key,
+    ``{PBKDF2}<cost>$<base64 salt>$<base64 key>``), which its file realm verifies."""
+    salt = secrets.token_bytes(32)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, cost, dklen=32)
+    return f"{{PBKDF2}}{cost}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def render_roles_yml(roles: Mapping[str, Mapping[str, Any]]) -> str:
+    """``roles.yml`` in block style, a role per top-level key: the file realm reads one
+    role per top-level block and skips a JSON-style file after its first role."""
+    lines: list[str] = []
+    for name, role in roles.items():
+        lines.append(f"{name}:")
+        if role.get("cluster"):
+            lines.append(f"  cluster: {json.dumps(role['cluster'])}")
+        lines.append("  indices:")
+        for entry in role["indices"]:
+            lines.append(f"    - names: {json.dumps(entry['names'])}")
+            lines.append(f"      privileges: {json.dumps(entry['privileges'])}")
+    return "\n".join(lines) + "\n"
+
+
+def security_roles(logs_index: str) -> dict[str, dict[str, Any]]:
+    """The roles of the stack's users (file realm), one each, on the log indices only.
+
+    The collector appends documents (``create_doc``: it can neither overwrite nor
+    delete one); the processor's maintenance creates and deletes the daily indices and
+    its alert rules search them; the API and Grafana read. Nobody but ``elastic`` (the
+    stack's setup: templates) changes the cluster."""
+    indices = [f"{logs_index}*"]
+    return {
+        COLLECTOR_USER: {
+            "indices": [{"names": indices, "privileges": ["create_doc", "create_index"]}]
+        },
+        PROCESSOR_USER: {
+            "cluster": ["monitor"],
+            "indices": [
+                {
+                    "names": indices,
+                    "privileges": [
+                        "read",
+                        "view_index_metadata",
+                        "monitor",
+                        "create_index",
+                        "delete_index",
+                    ],
+                }
+            ],
+        },
+        API_USER: {
+            "indices": [
+                {"names": indices, "privileges": ["read", "view_index_metadata", "monitor"]}
+            ]
+        },
+        # "monitor" on the cluster: Grafana reads the version from GET /
+        GRAFANA_USER: {
+            "cluster": ["monitor"],
+            "indices": [{"names": indices, "privileges": ["read", "view_index_metadata"]}],
+        },
+    }
+
 
 _FALLBACK_JAVA_HOMES: Final = (
     "/usr/lib/jvm/java-17-openjdk-amd64",
@@ -185,8 +259,13 @@ def render_elasticsearch_yml(*, data: Path, logs: Path, http_port: int, transpor
         "http.port": http_port,
         "transport.port": transport_port,
         "discovery.type": "single-node",
-        # x-pack-security is in the zip: off, and so no TLS auto-configuration either
-        "xpack.security.enabled": False,
+        # x-pack-security is in the zip: every request logs in (basic auth, users of the
+        # native realm made in after_start). HTTP stays plaintext on loopback, and a
+        # single node needs no transport TLS; stated, so nothing is auto-configured
+        "xpack.security.enabled": True,
+        "xpack.security.http.ssl.enabled": False,
+        "xpack.security.transport.ssl.enabled": False,
+        "xpack.security.enrollment.enabled": False,
         # small test disks must not turn indices read-only
         "cluster.routing.allocation.disk.threshold_enabled": False,
     }
@@ -215,12 +294,30 @@ def render_jvm_options(distribution_options: str, logs: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``http://user:password@host:port/...`` as the URL without its user and the
+    ``Authorization`` header value it stands for (urllib ignores a URL's user part)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
+
+
 def _http_json(method: str, url: str, body: object | None = None, timeout: float = 10.0) -> Any:
     if not url.startswith(("http://", "https://")):
         raise StackError(f"not an http(s) URL: {url}")
+    bare, authorization = split_credentials(url)
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (checked above)
+    req = urllib.request.Request(bare, data=data, method=method)  # noqa: S310 (checked above)
     req.add_header("Accept", "application/json")
+    if authorization is not None:
+        req.add_header("Authorization", authorization)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -228,9 +325,9 @@ def _http_json(method: str, url: str, body: object | None = None, timeout: float
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:2000]
-        raise StackError(f"{method} {url}: HTTP {exc.code}: {detail}") from exc
+        raise StackError(f"{method} {bare}: HTTP {exc.code}: {detail}") from exc
     except (OSError, ValueError) as exc:
-        raise StackError(f"{method} {url}: {exc}") from exc
+        raise StackError(f"{method} {bare}: {exc}") from exc
     return json.loads(raw) if raw else None
 
 
@@ -352,6 +449,37 @@ class Elasticsearch:
         # root must not run it; anybody else runs it as themselves
         self.user: str | None = user if os.geteuid() == 0 else None
         self.heap = heap
+        self.secrets = StackSecrets(layout)
+
+    def password(self, user: str) -> str:
+        return self.secrets.password(f"es:{user}")
+
+    def url_for(self, user: str) -> str:
+        """The node's URL logging in as ``user`` (a stack user, or ``elastic``)."""
+        port = self.layout.ports.elasticsearch
+        return f"http://{user}:{self.password(user)}@127.0.0.1:{port}"
+
+    @property
+    def admin_url(self) -> str:
+        """As the superuser ``elastic``: the stack's setup and tests only."""
+        return self.url_for(SUPERUSER)
+
+    @property
+    def processor_url(self) -> str:
+        return self.url_for(PROCESSOR_USER)
+
+    @property
+    def api_url(self) -> str:
+        return self.url_for(API_USER)
+
+    @property
+    def grafana_url(self) -> str:
+        return self.url_for(GRAFANA_USER)
+
+    @property
+    def collector_credentials(self) -> tuple[str, str]:
+        """User and password of the collector's elasticsearch exporter."""
+        return COLLECTOR_USER, self.password(COLLECTOR_USER)
 
     @property
     def java_home(self) -> Path:
@@ -416,6 +544,7 @@ class Elasticsearch:
         (self.config_dir / "jvm.options").write_text(
             render_jvm_options((dist_config / "jvm.options").read_text(), self.logs_dir)
         )
+        self._write_file_realm()
         self.tmp_dir.chmod(0o700)
 
         if self.user is not None:
@@ -433,6 +562,7 @@ class Elasticsearch:
             "PATH": os.environ.get("PATH", _DEFAULT_PATH),
             "LANG": "C.UTF-8",
         }
+        self._ensure_keystore(env)
         return Launch(
             argv=[str(self.es_home / "bin" / "elasticsearch")],
             env=env,
@@ -440,22 +570,69 @@ class Elasticsearch:
             user=self.user,
         )
 
+    def _write_file_realm(self) -> None:
+        """The stack's users in the file realm (``users``, ``users_roles``,
+        ``roles.yml`` of ES_PATH_CONF), rewritten at every start from the home's
+        passwords. Not the native realm: its ``.security`` index needs the
+        analysis-common module, which this distribution lacks."""
+        roles = security_roles(self.logs_index)
+        files = {
+            "users": "".join(f"{u}:{pbkdf2_hash(self.password(u))}\n" for u in roles),
+            "users_roles": "".join(f"{u}:{u}\n" for u in roles),
+            "roles.yml": render_roles_yml(roles),
+        }
+        for name, text in files.items():
+            path = self.config_dir / name
+            path.write_text(text)
+            path.chmod(0o600)
+
+    def _ensure_keystore(self, env: Mapping[str, str]) -> None:
+        """``elastic``'s first password, as ``bootstrap.password`` in the keystore: the
+        node takes it until the password is stored in its security index, and the stack
+        never changes it afterwards (so the keystore's stays the true one)."""
+        keystore = self.config_dir / "elasticsearch.keystore"
+        if keystore.exists():
+            return
+        tool = str(self.es_home / "bin" / "elasticsearch-keystore")
+        run_env = {**env, "ES_JAVA_OPTS": "-Xms64m -Xmx128m"}
+        # root's group must not stay: /root lets others pass, not its group
+        group = user_ids(self.user)[1] if self.user is not None else None
+        for argv, stdin in (
+            ([tool, "create"], None),
+            ([tool, "add", "-x", "-f", "bootstrap.password"], self.password(SUPERUSER)),
+        ):
+            done = subprocess.run(
+                argv,
+                input=stdin,
+                env=run_env,
+                cwd=self.config_dir,
+                user=self.user,
+                group=group,
+                extra_groups=[] if self.user is not None else None,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                keystore.unlink(missing_ok=True)
+                raise StackError(
+                    f"elasticsearch-keystore {argv[1]} failed: {(done.stdout + done.stderr)[-2000:]}"
+                )
+
     def after_start(self, progress: Progress) -> None:
         """Called by the supervisor once healthy: the log index template must exist
         before the collector writes the first document of an index. Today's index is
         created now; the processor's maintenance creates the next ones a day ahead."""
-        put_log_templates(self.url)
+        put_log_templates(self.admin_url)
         today = daily_index(self.logs_index, datetime.now(UTC).date())
-        ensure_log_index(self.url, today)
+        ensure_log_index(self.admin_url, today)
         progress(f"elasticsearch: index template {LOG_TEMPLATE_NAME} applied, index {today} ready")
 
     def healthy(self) -> bool:
         """The cluster answers GET /_cluster/health with status green or yellow."""
         try:
-            health_url = f"{self.url}/_cluster/health"  # http://127.0.0.1:<port>
-            with urllib.request.urlopen(health_url, timeout=2.0) as resp:  # noqa: S310
-                health = json.loads(resp.read())
-        except (OSError, ValueError):
+            health = _http_json("GET", f"{self.admin_url}/_cluster/health", timeout=2.0)
+        except StackError:
             return False
         return isinstance(health, dict) and health.get("status") in ("green", "yellow")
 

@@ -72,18 +72,31 @@ class LocalStack:
         )
         self.elasticsearch = Elasticsearch(layout, logs_index=self.logs_index)
         self.prometheus = Prometheus(layout)
-        self.processor = Processor(layout, self.postgres.url, self.processor_token)
+        self.processor = Processor(
+            layout,
+            self.postgres.processor_url,
+            self.processor_token,
+            migration_database_url=self.postgres.url,
+            elasticsearch_url=self.elasticsearch.processor_url,
+        )
         self.collector = Collector(
             layout,
             self.processor_token,
             self.logs_index,
-            ingest_auth_dsn=self.postgres.url,
+            ingest_auth_dsn=self.postgres.ingest_auth_dsn,
             redact_patterns=settings.log_redact_patterns,
             rate_per_s=settings.ingest_rate_per_s,
             burst=settings.ingest_burst,
             tls=self.tls.files,
+            es_credentials=self.elasticsearch.collector_credentials,
         )
-        self.api = Api(layout, self.postgres.url, self.processor_token, tls=self.tls.files)
+        self.api = Api(
+            layout,
+            self.postgres.api_url,
+            self.processor_token,
+            tls=self.tls.files,
+            elasticsearch_url=self.elasticsearch.api_url,
+        )
         parts: list[Part] = [
             self.postgres,
             self.elasticsearch,
@@ -106,6 +119,7 @@ class LocalStack:
     def up(self, progress: Progress) -> None:
         self._restart_on_tls_change(self.tls.ensure(datetime.now(UTC), progress), progress)
         self.supervisor.start(self.postgres, progress)
+        self.postgres.ensure_setup(progress)  # also when it was running already
         migrate(self.postgres.url)
         self.ensure_admin_token(progress)
         for part in self.supervisor.parts[1:]:
