@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -33,6 +32,7 @@ from b2c_monitoring.stack.collector import (
     manifest_with_output_path,
     validate_config,
 )
+from tests.free_ports import free_ports
 
 NO_DATABASE = "postgresql://b2c@127.0.0.1:1/b2c"  # nothing listens on port 1
 
@@ -138,30 +138,17 @@ def test_collector_env_follows_the_layout(tmp_path: Path) -> None:
 # with the real binary
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_ports() -> Ports:
-    for offset in range(21000, 50000, 1000):
-        ports = Ports(offset)
-        wanted = [
-            ports.otlp_grpc,
-            ports.otlp_http,
-            ports.collector_health,
-            ports.collector_telemetry,
-            ports.collector_prometheus_exporter,
-            ports.processor_grpc,
-            ports.elasticsearch,
-        ]
-        if all(_bindable(p) for p in wanted):
-            return ports
-    raise AssertionError("no free port offset on loopback")
+    return free_ports(
+        range(21000, 50000, 1000),
+        "otlp_grpc",
+        "otlp_http",
+        "collector_health",
+        "collector_telemetry",
+        "collector_prometheus_exporter",
+        "processor_grpc",
+        "elasticsearch",
+    )
 
 
 def _status(url: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -35,6 +34,7 @@ from b2c_monitoring.stack.collector import Collector
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.stack.supervisor import Supervisor
 from b2c_monitoring.storage.tokens import TokenStore
+from tests.free_ports import free_ports
 from tests.otlp_builders import job_span, kvs, trace_request
 from tests.otlp_metric_builders import gauge, metrics_request, point
 from tests.polling import eventually
@@ -543,26 +543,14 @@ class SlowCollector(Collector):
 
 
 def _free_ports() -> Ports:
-    def bindable(port: int) -> bool:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    for offset in range(23000, 33000, 1000):
-        ports = Ports(offset)
-        wanted = [
-            ports.otlp_grpc,
-            ports.otlp_http,
-            ports.collector_health,
-            ports.collector_telemetry,
-            ports.collector_prometheus_exporter,
-        ]
-        if all(bindable(p) for p in wanted):
-            return ports
-    raise AssertionError("no free port offset on loopback")
+    return free_ports(
+        range(23000, 33000, 1000),
+        "otlp_grpc",
+        "otlp_http",
+        "collector_health",
+        "collector_telemetry",
+        "collector_prometheus_exporter",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.stack.supervisor import Supervisor
 from b2c_monitoring.tls import client_context, untrusted_certificate
 from tests.api_process import cli_env
+from tests.free_ports import free_ports
 from tests.hub_clients import HubClient
 from tests.polling import eventually
 from tests.tokens import bearer, probe_auth, token
@@ -92,29 +92,16 @@ class TlsApi(Api):
         return {**self._stack_env, "B2C_API_URL": self.api_url, **self.tls_env()}
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_ports() -> Ports:
-    for offset in range(33000, 52000, 1000):
-        ports = Ports(offset)
-        wanted = [
-            ports.otlp_grpc,
-            ports.otlp_http,
-            ports.collector_health,
-            ports.collector_telemetry,
-            ports.collector_prometheus_exporter,
-            ports.api,
-        ]
-        if all(_bindable(p) for p in wanted):
-            return ports
-    raise AssertionError("no free port offset on loopback")
+    return free_ports(
+        range(33000, 52000, 1000),
+        "otlp_grpc",
+        "otlp_http",
+        "collector_health",
+        "collector_telemetry",
+        "collector_prometheus_exporter",
+        "api",
+    )
 
 
 @dataclass(frozen=True)
