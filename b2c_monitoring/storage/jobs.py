@@ -32,7 +32,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.hub.events import job_status_changed
+from b2c_monitoring.live_events import job_status_changed
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
 from b2c_monitoring.storage.db import copy_rows, retry_conflicts, translate_errors
