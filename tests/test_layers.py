@@ -32,6 +32,7 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
                 "auth",
                 "telemetry_metrics",
                 "error_patterns",
+                "periodic",
             }
         ),
     ),

@@ -14,7 +14,6 @@ commit, record the outcome (retried with exponential back-off until
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from b2c_monitoring.alerting.rules import AlertKind, Rule, evaluate
 from b2c_monitoring.alerting.schedules import Schedule
 from b2c_monitoring.alerting.senders import NetworkSender, Sender
 from b2c_monitoring.errors import B2CError, DeliveryFailed
+from b2c_monitoring.periodic import Periodic
 from b2c_monitoring.processors.job_flags import JobWindows
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.alert_config import AlertConfigStore
@@ -162,30 +162,8 @@ class Notifier:
         return outcome
 
 
-class _Loop:
-    def __init__(self, name: str, step: Callable[[datetime], object], interval: timedelta) -> None:
-        self._step = step
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._step(datetime.now(UTC))
-            except B2CError as exc:
-                log.warning("%s round failed: %s", self._thread.name, exc)
-            except Exception:
-                # the thread's edge: a bug must not end alerting for good
-                log.exception("%s round crashed", self._thread.name)
-            self._stop.wait(self._interval.total_seconds())
+def _now(round_: Callable[[datetime], object]) -> Callable[[], object]:
+    return lambda: round_(datetime.now(UTC))
 
 
 class AlertingThreads:
@@ -200,8 +178,15 @@ class AlertingThreads:
     ) -> None:
         self._on_stop = on_stop
         self._loops = [
-            _Loop("b2c-alert-evaluator", evaluator.run_once, interval),
-            _Loop("b2c-alert-notifier", notifier.run_once, min(interval, timedelta(seconds=2))),
+            Periodic(
+                "b2c-alert-evaluator", interval.total_seconds(), _now(evaluator.run_once), log=log
+            ),
+            Periodic(
+                "b2c-alert-notifier",
+                min(interval, timedelta(seconds=2)).total_seconds(),
+                _now(notifier.run_once),
+                log=log,
+            ),
         ]
 
     def start(self) -> None:

@@ -20,13 +20,13 @@ step is idempotent) and runs even when Postgres is down.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg_pool
 
 from b2c_monitoring.errors import B2CError
+from b2c_monitoring.periodic import Periodic
 from b2c_monitoring.storage.alerts import prune_resolved as prune_resolved_alerts
 from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.health import HealthStore
@@ -88,15 +88,13 @@ class MaintenanceThread:
         self._policy = policy
         self._interval = interval
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="b2c-maintenance", daemon=True)
+        self._loop = Periodic("b2c-maintenance", interval.total_seconds(), self.run_once, log=log)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        self._loop.stop()
 
     def run_once(self) -> MaintenanceReport | None:
         if self._log_indices is not None:
@@ -137,12 +135,3 @@ class MaintenanceThread:
                 ", ".join(done.created) or "none",
                 ", ".join(done.deleted) or "none",
             )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                # the thread's edge: a bug must not end maintenance for good
-                log.exception("maintenance round crashed")
-            self._stop.wait(self._interval.total_seconds())
