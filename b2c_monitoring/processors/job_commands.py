@@ -23,7 +23,6 @@ from enum import StrEnum
 from typing import Final
 
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.errors import Conflict
 from b2c_monitoring.processors.jobs import Job, Scalar
 
 # metadata keys of a run that hold its parameters (``params.since`` -> ``since``)
@@ -130,7 +129,7 @@ def new_command(
     ``can_retry``. A retry needs ``new_job_id``, the id its new run will have."""
     reason = can_cancel(job) if kind is CommandKind.CANCEL else can_retry(job)
     if reason is not None:
-        raise Conflict(reason)
+        raise ValueError(reason)  # a caller that skipped can_*: our bug, not the request's
     assert job.service_name is not None  # can_* refused otherwise
     retry: RetrySpec | None = None
     if kind is CommandKind.RETRY:
