@@ -31,7 +31,7 @@ from b2c_monitoring.api.routes import (
     services,
     tokens,
 )
-from b2c_monitoring.hub import server as hub_server
+from b2c_monitoring.api.routes import hub as hub_routes
 from b2c_monitoring.hub.backplane import Backplane
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.alert_config import AlertConfigStore
@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
             logs=LogStore(es, logs_index, default_tenant=settings.default_tenant),
             errors=ErrorStore(es, logs_index, default_tenant=settings.default_tenant),
             command_waiters=command_waiters,
-            # the real-time hub /hubs/job-status (hub/server.py)
+            # the real-time hub /hubs/job-status (api/routes/hub.py)
             hub=hub,
             hub_pool=pool,
         ),
@@ -125,7 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(job_commands.router)
     app.include_router(audit.router)
     app.include_router(probes.router)
-    app.include_router(hub_server.router)
+    app.include_router(hub_routes.router)
     # alerting: alerts, rules, channels, maintenance windows, job schedules
     for alerting_router in (
         alerts,
