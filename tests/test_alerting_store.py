@@ -17,13 +17,15 @@ from b2c_monitoring.alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER,
 from b2c_monitoring.alerting.rules import Condition, Rule, Severity
 from b2c_monitoring.alerting.schedules import Schedule
 from b2c_monitoring.alerting.service import Evaluator, Notifier, RetryPolicy
+from b2c_monitoring.api.cursors import alert_cursor as encode_cursor
+from b2c_monitoring.api.cursors import alert_key as decode_cursor
 from b2c_monitoring.auth import Principal, Role
-from b2c_monitoring.errors import NotFound
+from b2c_monitoring.errors import InvalidCursor, NotFound
 from b2c_monitoring.processors.job_flags import JobWindows
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.storage.alert_config import AlertConfigStore, WindowRecord
 from b2c_monitoring.storage.alert_facts import CommunicationErrors
-from b2c_monitoring.storage.alerts import AlertFilter, AlertStore, decode_cursor, encode_cursor
+from b2c_monitoring.storage.alerts import AlertFilter, AlertStore
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.logs import make_client
 from b2c_monitoring.storage.maintenance import maintain
@@ -637,7 +639,7 @@ def test_alerts_page_newest_first_without_gaps_or_repeats(
             break
     assert seen == [f"svc-{i}" for i in reversed(range(5))]
     assert decode_cursor(encode_cursor((T0, alerts(pool)[0].id))) == (T0, alerts(pool)[0].id)
-    with pytest.raises(ValueError, match="cursor"):
+    with pytest.raises(InvalidCursor, match="cursor"):
         decode_cursor("bm90IGEgY3Vyc29y")
     only = store.page(AlertFilter(tenants=[T], service="svc-3", kinds=["service_down"]), T0)[0]
     assert [a.service_name for a in only] == ["svc-3"]

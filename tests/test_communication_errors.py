@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util.types import AnyValue
 
 from b2c_monitoring import contract as c
-from b2c_monitoring.api.routes.service_errors import _csv_cell, _safe
+from b2c_monitoring.api.routes.service_errors import _csv_cell
+from b2c_monitoring.api.service_views import safe_name as _safe
 from b2c_monitoring.probes import Probes, ProbeSettings
 from b2c_monitoring.probes._communication import (
     MAX_BODY_CHARS,

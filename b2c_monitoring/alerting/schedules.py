@@ -20,9 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
 
-
-class InvalidSchedule(ValueError):
-    pass
+# raised here: validate() and next_expected() refuse with it
+from b2c_monitoring.errors import InvalidSchedule as InvalidSchedule
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,14 @@ class Schedule:
 def validate(cron: str, timezone: str) -> None:
     """Raise ``InvalidSchedule`` naming what is wrong with ``cron`` or ``timezone``."""
     if not croniter.is_valid(cron) or len(cron.split()) != 5:
-        raise InvalidSchedule(f"{cron!r} is not a five-field cron expression (m h dom mon dow)")
+        raise InvalidSchedule(
+            f"{cron!r} is not a five-field cron expression (m h dom mon dow)", field="cron"
+        )
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidSchedule(
-            f"{timezone!r} is not an IANA time zone (e.g. Europe/Berlin)"
+            f"{timezone!r} is not an IANA time zone (e.g. Europe/Berlin)", field="timezone"
         ) from exc
 
 
@@ -58,7 +59,7 @@ def next_expected(cron: str, timezone: str, after: datetime) -> datetime:
     try:
         it = croniter(cron, after.astimezone(zone))
     except CroniterBadCronError as exc:
-        raise InvalidSchedule(str(exc)) from exc
+        raise InvalidSchedule(str(exc), field="cron") from exc
     while True:
         at: datetime = it.get_next(datetime)
         if not _second_occurrence(at):

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from b2c_monitoring.api import problems
+from b2c_monitoring.api import problems, state
 from b2c_monitoring.api.command_waiters import CommandWaiters
 from b2c_monitoring.api.metrics import observe_request
 from b2c_monitoring.api.routes import (
@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     es = make_client(settings.elasticsearch_url)
     command_waiters = CommandWaiters(settings.database_url)
     hub = Backplane(settings.database_url)
+    logs_index = f"{settings.logs_index}*"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,25 +85,32 @@ def create_app(settings: Settings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.console_dir = settings.console_dir or CHECKOUT_CONSOLE
-    app.state.jobs = JobStore(pool)
-    app.state.tokens = TokenStore(pool)
-    app.state.metrics_policy = metrics_policy = policy_from(settings)
-    app.state.services = ServiceStore(pool, metrics_policy.damping, metrics_policy.retention)
-    app.state.health = HealthStore(pool)
-    app.state.resources = ResourceStore(pool)
-    app.state.job_windows = JobWindowStore(pool)
-    app.state.job_commands = JobCommandStore(pool)
-    app.state.audit = AuditStore(pool)
-    app.state.command_waiters = command_waiters
-    # the real-time hub /hubs/job-status (api/routes/hub.py)
-    app.state.hub = hub
-    app.state.hub_pool = pool
-    # every time-based index of the logs: b2c-logs, b2c-logs-2026.11.28, ...
-    app.state.logs = LogStore(es, f"{settings.logs_index}*", default_tenant=settings.default_tenant)
-    app.state.errors = ErrorStore(
-        es, f"{settings.logs_index}*", default_tenant=settings.default_tenant
+    metrics_policy = policy_from(settings)
+    state.install(
+        app,
+        state.ApiState(
+            settings=settings,
+            console_dir=settings.console_dir or CHECKOUT_CONSOLE,
+            metrics_policy=metrics_policy,
+            jobs=JobStore(pool),
+            tokens=TokenStore(pool),
+            services=ServiceStore(pool, metrics_policy.damping, metrics_policy.retention),
+            health=HealthStore(pool),
+            resources=ResourceStore(pool),
+            job_windows=JobWindowStore(pool),
+            job_commands=JobCommandStore(pool),
+            audit=AuditStore(pool),
+            alerts=AlertStore(pool),
+            alert_config=AlertConfigStore(pool),
+            notifications=NotificationStore(pool),
+            # every time-based index of the logs: b2c-logs, b2c-logs-2026.11.28, ...
+            logs=LogStore(es, logs_index, default_tenant=settings.default_tenant),
+            errors=ErrorStore(es, logs_index, default_tenant=settings.default_tenant),
+            command_waiters=command_waiters,
+            # the real-time hub /hubs/job-status (api/routes/hub.py)
+            hub=hub,
+            hub_pool=pool,
+        ),
     )
     problems.install(app)
     app.middleware("http")(observe_request)
@@ -119,9 +127,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(hub_routes.router)
     # alerting: alerts, rules, channels, maintenance windows, job schedules
-    app.state.alerts = AlertStore(pool)
-    app.state.alert_config = AlertConfigStore(pool)
-    app.state.notifications = NotificationStore(pool)
     for alerting_router in (
         alerts,
         alert_rules,

@@ -15,8 +15,8 @@ from b2c_monitoring.errors import (
     B2CError,
     Conflict,
     Forbidden,
+    InvalidCursor,
     NotFound,
-    StorageRejected,
     StorageUnavailable,
     Unauthenticated,
 )
@@ -47,7 +47,9 @@ _MAPPING: list[tuple[type[B2CError], int, str, str]] = [
     (Forbidden, 403, "forbidden", "Forbidden"),
     (StorageUnavailable, 503, "unavailable", "Service unavailable"),
 ]
-# a store refusing our own query is our bug: logged, never echoed to the client
+# Anything else (a store refusing our own query, a setting that cannot work, ...) is
+# our bug or our operator's: logged with its text, answered as a 500 without it.
+_INTERNAL_DETAIL = "an unexpected error; see the API's log"
 
 _STATUS_SLUGS = {
     400: "bad-request",
@@ -80,19 +82,21 @@ def problem_response(
     )
 
 
+def invalid_request(request: Request, errors: list[dict[str, str]]) -> JSONResponse:
+    """A 422 naming each invalid value (``location``: where, ``message``: why)."""
+    return problem_response(
+        request,
+        422,
+        "invalid-request",
+        "Invalid request",
+        "; ".join(f"{e['location']}: {e['message']}" for e in errors),
+        errors=errors,
+    )
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem responses a route can give (see ``problem_media_type``)."""
     return {s: {"model": Problem, "description": _STATUS_SLUGS.get(s, "error")} for s in statuses}
-
-
-def invalid_cursor(
-    cursor: str,
-    message: str = "not a cursor of this list; pass nextCursor of the previous page as it is",
-) -> RequestValidationError:
-    """A cursor the client did not get from us: a 422 like any invalid parameter."""
-    return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", "cursor"), "msg": message, "input": cursor}]
-    )
 
 
 def problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
@@ -118,29 +122,30 @@ def install(app: FastAPI) -> None:
 
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, B2CError)
-        if isinstance(exc, StorageRejected):
-            log.error("a store refused a request on %s: %s", request.url.path, exc.message)
-            return problem_response(
-                request, 500, "internal", "Internal error", "an unexpected error; see the API's log"
-            )
+        if isinstance(exc, InvalidCursor):
+            # a cursor the client did not get from us: a 422 like any invalid parameter
+            return invalid_request(request, [{"location": "query.cursor", "message": exc.message}])
         for kind, status, slug, title in _MAPPING:
             if isinstance(exc, kind):
                 return problem_response(request, status, slug, title, exc.message)
-        return problem_response(request, 500, "internal", "Internal error", exc.message)
+        log.error(
+            "%s on %s %s: %s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            exc.message,
+            exc_info=exc,
+        )
+        return problem_response(request, 500, "internal", "Internal error", _INTERNAL_DETAIL)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        return problem_response(
+        return invalid_request(
             request,
-            422,
-            "invalid-request",
-            "Invalid request",
-            "; ".join(f"{e['location']}: {e['message']}" for e in errors),
-            errors=errors,
+            [
+                {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ],
         )
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -152,9 +157,7 @@ def install(app: FastAPI) -> None:
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(
-            request, 500, "internal", "Internal error", "an unexpected error; see the API's log"
-        )
+        return problem_response(request, 500, "internal", "Internal error", _INTERNAL_DETAIL)
 
     app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(B2CError, domain_error)

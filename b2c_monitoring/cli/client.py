@@ -1,4 +1,5 @@
-"""The admin API client the CLI uses; httpx errors are translated here, once.
+"""The admin API client the CLI uses; httpx errors are translated here, once
+(``translate_errors``): every one becomes a domain error that says what to do next.
 
 Where to reach the API: ``B2C_API_URL`` / ``B2C_TOKEN``, else the local stack's ``credentials.json`` (``B2C_HOME``).
 Which CA verifies an https API: ``--ca-cert`` / ``B2C_CA_CERT``, else the stack's own CA
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +20,24 @@ from urllib.parse import quote
 
 import httpx
 
-from b2c_monitoring.errors import ApiError, ApiUnreachable, ApiUntrusted, ConfigError
+from b2c_monitoring.errors import (
+    ApiError,
+    ApiGarbled,
+    ApiTimeout,
+    ApiUnreachable,
+    ApiUntrusted,
+    B2CError,
+    ConfigError,
+)
 from b2c_monitoring.stack.local import CREDENTIALS, default_home
 from b2c_monitoring.tls import client_context, untrusted_certificate
 
 CA_SETTING = "--ca-cert / B2C_CA_CERT"
+# an export or a bundle is built before it is sent: allow for it
+_DOWNLOAD_TIMEOUT_S = 300.0
+_CHECK_URL = (
+    "check B2C_API_URL (scheme, host and port of the admin API, e.g. http://127.0.0.1:8000)"
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,67 @@ def discover(
     return ApiTarget(url, secret, ca)
 
 
-def _unreachable(base_url: str, ca_file: Path | None, exc: httpx.TransportError) -> ApiUnreachable:
+@contextmanager
+def translate_errors(base_url: str, ca_file: Path | None, timeout: float) -> Iterator[None]:
+    """httpx's errors as domain errors, each saying what to do next."""
+    try:
+        yield
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{base_url} is no URL httpx can use ({exc}); {_CHECK_URL}") from exc
+    except httpx.HTTPError as exc:
+        raise _translate(base_url, ca_file, timeout, exc) from exc
+
+
+def _translate(
+    base_url: str, ca_file: Path | None, timeout: float, exc: httpx.HTTPError
+) -> B2CError:
+    kind = exc.__class__.__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ApiTimeout(
+            f"no connection to the admin API at {base_url} within {timeout:g} s ({kind}); "
+            "is the host right and reachable? 'b2c stack status' tells about the local stack"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return ApiTimeout(
+            f"the admin API at {base_url} did not answer within {timeout:g} s ({kind}); "
+            "it may be busy: try again, or ask for less (a shorter --since, a smaller --limit)"
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ConfigError(f"{base_url} is not an http:// or https:// URL; {_CHECK_URL}")
+    if isinstance(exc, httpx.ProxyError):
+        return ApiUnreachable(
+            f"the proxy refused the way to the admin API at {base_url} ({exc}); "
+            "check HTTPS_PROXY / HTTP_PROXY / NO_PROXY"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return _unreachable(base_url, ca_file, exc)
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError | httpx.TooManyRedirects):
+        return ApiGarbled(
+            f"what answers at {base_url} does not speak the admin API's HTTP ({kind}: {exc})",
+            status=0,
+            hint=f"is it the admin API (https:// for a TLS one)? {_CHECK_URL}",
+        )
+    if isinstance(exc, httpx.TransportError):  # ReadError, WriteError: the connection broke
+        return ApiUnreachable(
+            f"the connection to the admin API at {base_url} broke ({kind}); try again; "
+            "'b2c stack status' tells whether it runs"
+        )
+    # HTTPStatusError (raise_for_status, which we do not call) and what httpx adds later
+    return ApiError(f"the request to the admin API at {base_url} failed ({kind}: {exc})", status=0)
+
+
+def _problem(status: int, text: str) -> ApiError:
+    """An error answer as ``ApiError``: the problem document's detail, else the text."""
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    problem = data if isinstance(data, dict) else {}
+    detail = problem.get("detail") or problem.get("title") or text[:200]
+    return ApiError(f"{status} {detail}", status=status, problem=problem)
+
+
+def _unreachable(base_url: str, ca_file: Path | None, exc: httpx.ConnectError) -> ApiUnreachable:
     refused = untrusted_certificate(exc)
     if refused is None:
         return ApiUnreachable(
@@ -111,6 +186,7 @@ class ApiClient:
         )
         self.base_url = base_url
         self.ca_file = ca_file
+        self.timeout = timeout
 
     def close(self) -> None:
         self._http.close()
@@ -124,26 +200,26 @@ class ApiClient:
     def request(
         self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
     ) -> ApiResult:
-        try:
+        with translate_errors(self.base_url, self.ca_file, self.timeout):
             response = self._http.request(
                 method,
                 path,
                 params={k: v for k, v in (params or {}).items() if v is not None},
                 json=body,
             )
-        except httpx.TransportError as exc:
-            raise _unreachable(self.base_url, self.ca_file, exc) from exc
-        text = response.text
+            text = response.text
+        if response.is_error:
+            raise _problem(response.status_code, text)
         try:
             data = response.json() if text else None
-        except ValueError:
-            data = None
-        if response.is_error:
-            problem = data if isinstance(data, dict) else {}
-            detail = problem.get("detail") or problem.get("title") or text[:200]
-            raise ApiError(
-                f"{response.status_code} {detail}", status=response.status_code, problem=problem
-            )
+        except ValueError as exc:
+            kind = response.headers.get("content-type", "no content type")
+            raise ApiGarbled(
+                f"{self.base_url} answered {method} {path} with {response.status_code} and "
+                f"{kind}, not the admin API's JSON",
+                status=response.status_code,
+                hint=f"something else answers there (the console, a proxy?); {_CHECK_URL}",
+            ) from exc
         return ApiResult(text=text, data=data)
 
     def get_job(self, job_id: str, tenant: str | None = None) -> ApiResult:
@@ -263,25 +339,15 @@ class ApiClient:
     def download(self, path: str, params: dict[str, Any], out: IO[bytes]) -> int:
         """Stream a binary answer (an export, a bundle) into ``out``; the bytes written."""
         query = {k: v for k, v in params.items() if v is not None}
-        try:
-            with self._http.stream("GET", path, params=query, timeout=300) as response:
-                if response.is_error:
-                    response.read()
-                    self._raise_problem(response.status_code, response.text)
-                written = 0
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    written += len(chunk)
-                return written
-        except httpx.TransportError as exc:
-            raise _unreachable(self.base_url, self.ca_file, exc) from exc
-
-    @staticmethod
-    def _raise_problem(status: int, text: str) -> None:
-        try:
-            data = json.loads(text) if text else None
-        except ValueError:
-            data = None
-        problem = data if isinstance(data, dict) else {}
-        detail = problem.get("detail") or problem.get("title") or text[:200]
-        raise ApiError(f"{status} {detail}", status=status, problem=problem)
+        with (
+            translate_errors(self.base_url, self.ca_file, _DOWNLOAD_TIMEOUT_S),
+            self._http.stream("GET", path, params=query, timeout=_DOWNLOAD_TIMEOUT_S) as response,
+        ):
+            if response.is_error:
+                response.read()
+                raise _problem(response.status_code, response.text)
+            written = 0
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+            return written

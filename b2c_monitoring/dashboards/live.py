@@ -40,6 +40,9 @@ from b2c_monitoring.dashboards.datasources import (
     TIME_FIELD,
 )
 
+# a panel's query refused by its data source (tests and the CLI catch live.QueryFailed)
+from b2c_monitoring.errors import QueryFailed as QueryFailed
+
 DEFAULT_MAX_DATA_POINTS: Final = 1000
 """Grafana takes a panel's width in pixels; a wide panel is about this."""
 
@@ -82,10 +85,6 @@ _UNITS: Final = {
     "d": 86_400_000,
     "w": 604_800_000,
 }
-
-
-class QueryFailed(Exception):
-    """A panel's query was refused by its data source."""
 
 
 def parse_interval(text: str) -> timedelta:

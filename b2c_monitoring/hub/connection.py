@@ -27,9 +27,10 @@ from pydantic import JsonValue
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from b2c_monitoring.auth import TokenState, token_state
+from b2c_monitoring.errors import MethodRefused
 from b2c_monitoring.hub import protocol
 from b2c_monitoring.hub.backplane import frame
-from b2c_monitoring.hub.subscriptions import METHODS, Subscriptions, TooManyKeys
+from b2c_monitoring.hub.subscriptions import METHODS, Subscriptions
 from b2c_monitoring.storage.hub_events import StoredEvent
 
 _log = logging.getLogger(__name__)
@@ -52,10 +53,6 @@ def next_check_in(now: datetime, expires_at: datetime | None, reauthenticate_s: 
     if expires_at is None:
         return reauthenticate_s
     return max(0.0, min(reauthenticate_s, (expires_at - now).total_seconds()))
-
-
-class MethodError(Exception):
-    """A hub method refused its arguments; the client's completion carries the text."""
 
 
 class HubConnection:
@@ -181,9 +178,10 @@ class HubConnection:
             case protocol.Invocation(target=target, arguments=arguments, invocation_id=iid):
                 try:
                     result = await self._invoke(target, arguments, replay)
-                except MethodError as exc:
+                except MethodRefused as exc:
+                    # the client's completion carries the text
                     if iid is not None:
-                        self._send(protocol.completion(iid, error=str(exc)))
+                        self._send(protocol.completion(iid, error=exc.message))
                 else:
                     if iid is not None:
                         self._send(protocol.completion(iid, result))
@@ -195,17 +193,14 @@ class HubConnection:
         if target in METHODS:
             key, subscribe = METHODS[target]
             if len(arguments) != 1 or not isinstance(arguments[0], str) or not arguments[0]:
-                raise MethodError(f"{target} takes one non-empty string")
-            try:
-                self._subscriptions.change(key, arguments[0], subscribe)
-            except TooManyKeys as exc:
-                raise MethodError(str(exc)) from exc
+                raise MethodRefused(f"{target} takes one non-empty string")
+            self._subscriptions.change(key, arguments[0], subscribe)
             return None
         if target == "Resume":
             if len(arguments) != 1 or not isinstance(arguments[0], int) or arguments[0] < 0:
-                raise MethodError("Resume takes the id of the last event received (an integer)")
+                raise MethodRefused("Resume takes the id of the last event received (an integer)")
             return await self._resume(arguments[0], replay)
-        raise MethodError(f"Unknown hub method '{target}'")
+        raise MethodRefused(f"Unknown hub method '{target}'")
 
     async def _resume(self, after: int, replay: Replay) -> JsonValue:
         if after >= self._live_from:

@@ -22,6 +22,10 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
+# the peer broke the protocol; the connection ends with its text (readers catch
+# protocol.ProtocolError)
+from b2c_monitoring.errors import ProtocolError as ProtocolError
+
 RS: Final = "\x1e"
 PROTOCOL: Final = "json"
 VERSION: Final = 1
@@ -36,10 +40,6 @@ CLOSE: Final = 7
 
 PING_FRAME: Final = json.dumps({"type": PING}) + RS
 HANDSHAKE_OK: Final = "{}" + RS
-
-
-class ProtocolError(ValueError):
-    """The peer broke the protocol; the connection ends with this text."""
 
 
 def split(data: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from b2c_monitoring.errors import MethodRefused
 from b2c_monitoring.live_events import HubEvent
 
 Key = Literal["job", "service", "jobType"]
@@ -29,10 +30,6 @@ METHODS: Final[dict[str, tuple[Key, bool]]] = {
 MAX_KEYS: Final = 1000
 
 
-class TooManyKeys(ValueError):
-    pass
-
-
 @dataclass(slots=True)
 class Subscriptions:
     tenants: frozenset[str] | None  # None: every tenant (the token's scope)
@@ -46,7 +43,7 @@ class Subscriptions:
             keys.discard(value)
             return
         if len(self.jobs) + len(self.services) + len(self.job_types) >= MAX_KEYS:
-            raise TooManyKeys(f"a connection may hold at most {MAX_KEYS} subscriptions")
+            raise MethodRefused(f"a connection may hold at most {MAX_KEYS} subscriptions")
         keys.add(value)
 
     @property

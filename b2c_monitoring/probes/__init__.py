@@ -30,10 +30,10 @@ and runs its jobs, carrying out operators' retry and cancel requests::
 from __future__ import annotations
 
 from b2c_monitoring.checks import CheckResult, CheckSpec
+from b2c_monitoring.errors import JobCancelled
 from b2c_monitoring.probes._export import ProbeStats, SignalStats
 from b2c_monitoring.probes._health import HealthCheck, HealthCheckResult
 from b2c_monitoring.probes._jobs import (
-    JobCancelled,
     JobRun,
     JobRunContext,
     MonitoredJob,

@@ -35,6 +35,7 @@ from b2c_monitoring.contract import (
     MAX_TENANT_CHARS,
     JobState,
 )
+from b2c_monitoring.errors import JobCancelled
 from b2c_monitoring.probes._logging import JOB_CONTEXT_ATTR, JobLogger
 from b2c_monitoring.processors.jobs import Scalar
 
@@ -52,11 +53,6 @@ _CURRENT: ContextVar[JobRun | None] = ContextVar("b2c_probes_current_job", defau
 def current_job() -> JobRun | None:
     """The job run the calling code is inside of, in this thread or task."""
     return _CURRENT.get()
-
-
-class JobCancelled(Exception):
-    """Raised by ``JobRun.check_cancelled()`` once the run was asked to stop. The run's
-    context catches it and ends the run ``cancelled``: the job's code just lets it fly."""
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def new_command(
     ``can_retry``. A retry needs ``new_job_id``, the id its new run will have."""
     reason = can_cancel(job) if kind is CommandKind.CANCEL else can_retry(job)
     if reason is not None:
-        raise ValueError(reason)
+        raise ValueError(reason)  # a caller that skipped can_*: our bug, not the request's
     assert job.service_name is not None  # can_* refused otherwise
     retry: RetrySpec | None = None
     if kind is CommandKind.RETRY:

@@ -37,8 +37,7 @@ from b2c_monitoring.alerting.schedules import Schedule
 from b2c_monitoring.errors import StorageError
 from b2c_monitoring.processors.job_flags import JobFlag, WindowPolicy
 from b2c_monitoring.storage.job_windows import WINDOWS_JOIN, flag_condition, flag_params
-from b2c_monitoring.storage.logs import JOB_ID_ATTR, tenant_filter
-from b2c_monitoring.storage.logs import translate_errors as translate_es_errors
+from b2c_monitoring.storage.logs import JOB_ID_ATTR, LogSearch, tenant_filter
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +59,7 @@ class CommunicationErrors:
     default_tenant: str
 
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        with translate_es_errors():
-            response = self.client.options(request_timeout=_ES_TIMEOUT_S).search(
-                index=self.index_pattern, ignore_unavailable=True, allow_no_indices=True, **body
-            )
-        result: dict[str, Any] = response.body
-        return result
+        return LogSearch(self.client, self.index_pattern, _ES_TIMEOUT_S)(body)
 
     def _filters(self, tenant_id: str) -> list[dict[str, Any]]:
         return [

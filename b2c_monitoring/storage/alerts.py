@@ -9,9 +9,6 @@ with their audit row in the same transaction.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -168,24 +165,6 @@ class AlertEvent:
     event: str
     actor: str | None
     details: dict[str, Any]
-
-
-def encode_cursor(key: tuple[datetime, str]) -> str:
-    raw = json.dumps([key[0].isoformat(), key[1]], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValueError for anything we did not hand out."""
-    try:
-        at, alert_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        started = datetime.fromisoformat(at)
-        uuid.UUID(alert_id)
-    except (binascii.Error, TypeError, ValueError) as exc:
-        raise ValueError("not a cursor") from exc
-    if started.tzinfo is None:
-        raise ValueError("not a cursor")
-    return started, str(alert_id)
 
 
 PRUNE_BATCH: Final = 5_000

@@ -31,11 +31,12 @@ from b2c_monitoring.storage.logs import (
     JOB_ID_ATTR,
     LogPosition,
     LogRecord,
+    LogSearch,
     Order,
+    hits,
     record_of,
     tenant_filter,
     text_or_none,
-    translate_errors,
 )
 
 METHOD_ATTR: Final = "http.request.method"
@@ -438,8 +439,7 @@ class ErrorStore:
     """A service's errors in the log indices matching ``index_pattern``."""
 
     def __init__(self, client: Elasticsearch, index_pattern: str, *, default_tenant: str) -> None:
-        self._es = client
-        self._index = index_pattern
+        self._search = LogSearch(client, index_pattern)
         self._default_tenant = default_tenant
 
     def errors(
@@ -453,9 +453,7 @@ class ErrorStore:
         body = errors_search(
             query, default_tenant=self._default_tenant, after=after, limit=limit, order=order
         )
-        return ErrorPage(
-            [error_of(hit) for hit in self._search(body).get("hits", {}).get("hits", [])]
-        )
+        return ErrorPage([error_of(hit) for hit in hits(self._search(body))])
 
     def scan(
         self, query: ErrorQuery, *, batch: int = 1000, max_items: int | None = None
@@ -491,15 +489,3 @@ class ErrorStore:
             with_jobs=with_jobs,
         )
         return pattern_report(self._search(body), since, until)
-
-    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        with translate_errors():
-            response = self._es.search(
-                index=self._index,
-                **body,
-                # before the first record is written there is no index yet: no errors
-                ignore_unavailable=True,
-                allow_no_indices=True,
-            )
-        result: dict[str, Any] = response.body
-        return result

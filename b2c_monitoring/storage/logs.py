@@ -106,6 +106,36 @@ def translate_errors() -> Iterator[None]:
         raise StorageUnavailable(f"Elasticsearch cannot be reached: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class LogSearch:
+    """Searches of the log indices ``index`` (a pattern: ``b2c-logs*``): the one place a
+    search runs, for the log, the error and the alert readers alike. ``timeout``:
+    seconds, None for the client's own."""
+
+    client: Elasticsearch
+    index: str
+    timeout: float | None = None
+
+    def __call__(self, body: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        seconds = self.timeout if timeout is None else timeout
+        client = self.client if seconds is None else self.client.options(request_timeout=seconds)
+        with translate_errors():
+            response = client.search(
+                index=self.index,
+                **body,
+                # before the first record is written there is no index yet: nothing found
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+        result: dict[str, Any] = response.body
+        return result
+
+
+def hits(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = response.get("hits", {}).get("hits", [])
+    return found
+
+
 def tenant_filter(tenant_id: str, default_tenant: str) -> dict[str, Any]:
     """Records of ``tenant_id`` by the contract's rule: the record's own tenant.id wins."""
     record, resource = f"Attributes.{TENANT_ATTR}", f"Resource.{TENANT_ATTR}"
@@ -230,8 +260,7 @@ class LogStore:
     """Log records in the indices matching ``index_pattern`` (e.g. ``b2c-logs*``)."""
 
     def __init__(self, client: Elasticsearch, index_pattern: str, *, default_tenant: str) -> None:
-        self._es = client
-        self._index = index_pattern
+        self._search = LogSearch(client, index_pattern)
         self._default_tenant = default_tenant
 
     def job_logs(
@@ -263,7 +292,7 @@ class LogStore:
             limit=limit,
             order=order,
         )
-        return LogPage([record_of(hit) for hit in self._search(body)])
+        return LogPage([record_of(hit) for hit in hits(self._search(body))])
 
     def recent_job_logs(
         self, tenant_id: str, job_id: str, n: int = 20, *, timeout: float | None = None
@@ -272,20 +301,7 @@ class LogStore:
         body = job_logs_search(
             tenant_id, job_id, default_tenant=self._default_tenant, limit=n, order="desc"
         )
-        return [record_of(hit) for hit in self._search(body, timeout)][::-1]
-
-    def _search(self, body: dict[str, Any], timeout: float | None = None) -> list[dict[str, Any]]:
-        client = self._es if timeout is None else self._es.options(request_timeout=timeout)
-        with translate_errors():
-            response = client.search(
-                index=self._index,
-                **body,
-                # before the first record is written there is no index yet: an empty log
-                ignore_unavailable=True,
-                allow_no_indices=True,
-            )
-        hits: list[dict[str, Any]] = response.body.get("hits", {}).get("hits", [])
-        return hits
+        return [record_of(hit) for hit in hits(self._search(body, timeout=timeout))][::-1]
 
 
 # --------------------------------------------------------------------------------------

@@ -4,14 +4,14 @@ call for what the rules page about); viewers read them."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from b2c_monitoring.alerting.rules import Rule
 from b2c_monitoring.api.alert_models import AlertRuleIn, AlertRuleList, AlertRuleOut
-from b2c_monitoring.api.deps import AlertConfigDep, Operator, Viewer, target_tenant
+from b2c_monitoring.api.deps import AlertConfigDep, Now, Operator, Viewer, target_tenant
 from b2c_monitoring.api.problems import responses
 
 router = APIRouter(prefix="/api/admin/alert-rules", tags=["alerts"])
@@ -45,7 +45,9 @@ def list_rules(
     "known ones. A rule name is unique within its tenant (409).",
     responses=responses(401, 403, 404, 409, 422),
 )
-def create_rule(body: AlertRuleIn, principal: Operator, config: AlertConfigDep) -> AlertRuleOut:
+def create_rule(
+    body: AlertRuleIn, principal: Operator, config: AlertConfigDep, now: Now
+) -> AlertRuleOut:
     rule = Rule(
         id=str(uuid.uuid4()),
         tenant_id=target_tenant(principal, body.tenant_id),
@@ -55,7 +57,7 @@ def create_rule(body: AlertRuleIn, principal: Operator, config: AlertConfigDep) 
         cooldown=timedelta(seconds=body.cooldown_s),
         enabled=body.enabled,
     )
-    return AlertRuleOut.of(config.create_rule(rule, principal, datetime.now(UTC)))
+    return AlertRuleOut.of(config.create_rule(rule, principal, now))
 
 
 @router.get(
@@ -76,6 +78,8 @@ def get_rule(rule_id: RuleIdPath, principal: Viewer, config: AlertConfigDep) -> 
     summary="Delete a rule; its open alerts resolve at the next evaluation",
     responses=responses(401, 403, 404, 422),
 )
-def delete_rule(rule_id: RuleIdPath, principal: Operator, config: AlertConfigDep) -> Response:
-    config.delete_rule(rule_id, principal, datetime.now(UTC))
+def delete_rule(
+    rule_id: RuleIdPath, principal: Operator, config: AlertConfigDep, now: Now
+) -> Response:
+    config.delete_rule(rule_id, principal, now)
     return Response(status_code=204)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from b2c_monitoring.alerting.lifecycle import AlertStatus
 from b2c_monitoring.alerting.records import AlertRecord
 from b2c_monitoring.alerting.rules import AlertKind, Severity
+from b2c_monitoring.api import cursors
 from b2c_monitoring.api.alert_models import (
     AlertDetail,
     AlertHistoryEntry,
@@ -17,9 +18,9 @@ from b2c_monitoring.api.alert_models import (
     NotificationStatus,
     SilenceRequest,
 )
-from b2c_monitoring.api.deps import AlertsDep, NotificationsDep, Operator, Viewer
-from b2c_monitoring.api.problems import invalid_cursor, responses
-from b2c_monitoring.storage.alerts import AlertFilter, decode_cursor, encode_cursor
+from b2c_monitoring.api.deps import AlertsDep, NotificationsDep, Now, Operator, Viewer
+from b2c_monitoring.api.problems import responses
+from b2c_monitoring.storage.alerts import AlertFilter
 
 router = APIRouter(prefix="/api/admin/alerts", tags=["alerts"])
 
@@ -36,6 +37,7 @@ AlertIdPath = Annotated[str, Path(max_length=64, description="the alert's id")]
 def list_alerts(
     principal: Viewer,
     alerts: AlertsDep,
+    now: Now,
     state: Annotated[list[AlertStatus] | None, Query(description="repeatable")] = None,
     severity: Annotated[list[Severity] | None, Query(description="repeatable")] = None,
     kind: Annotated[list[AlertKind] | None, Query(description="repeatable: the rule kind")] = None,
@@ -44,12 +46,7 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> AlertList:
-    before = None
-    if cursor is not None:
-        try:
-            before = decode_cursor(cursor)
-        except ValueError as exc:
-            raise invalid_cursor(cursor) from exc
+    before = cursors.alert_key(cursor) if cursor is not None else None
     items, last = alerts.page(
         AlertFilter(
             tenants=principal.scope(tenant),
@@ -60,9 +57,9 @@ def list_alerts(
             before=before,
             limit=limit,
         ),
-        datetime.now(UTC),
+        now,
     )
-    return AlertList(items=items, next_cursor=encode_cursor(last) if last else None)
+    return AlertList(items=items, next_cursor=cursors.alert_cursor(last) if last else None)
 
 
 @router.get(
@@ -73,9 +70,13 @@ def list_alerts(
     responses=responses(401, 403, 404, 422),
 )
 def get_alert(
-    alert_id: AlertIdPath, principal: Viewer, alerts: AlertsDep, notifications: NotificationsDep
+    alert_id: AlertIdPath,
+    principal: Viewer,
+    alerts: AlertsDep,
+    notifications: NotificationsDep,
+    now: Now,
 ) -> AlertDetail:
-    alert, events = alerts.get(alert_id, principal.scope(), datetime.now(UTC))
+    alert, events = alerts.get(alert_id, principal.scope(), now)
     return AlertDetail(
         alert=alert,
         history=[AlertHistoryEntry.of(e) for e in events],
@@ -90,8 +91,10 @@ def get_alert(
     summary="Take a firing alert on (again: no change); it still resolves by itself",
     responses=responses(401, 403, 404, 409, 422),
 )
-def acknowledge_alert(alert_id: AlertIdPath, principal: Operator, alerts: AlertsDep) -> AlertRecord:
-    return alerts.acknowledge(alert_id, principal, datetime.now(UTC))
+def acknowledge_alert(
+    alert_id: AlertIdPath, principal: Operator, alerts: AlertsDep, now: Now
+) -> AlertRecord:
+    return alerts.acknowledge(alert_id, principal, now)
 
 
 @router.post(
@@ -104,8 +107,6 @@ def acknowledge_alert(alert_id: AlertIdPath, principal: Operator, alerts: Alerts
     responses=responses(401, 403, 404, 422),
 )
 def silence_alert(
-    alert_id: AlertIdPath, body: SilenceRequest, principal: Operator, alerts: AlertsDep
+    alert_id: AlertIdPath, body: SilenceRequest, principal: Operator, alerts: AlertsDep, now: Now
 ) -> AlertRecord:
-    return alerts.silence(
-        alert_id, principal, timedelta(seconds=body.duration_s), body.reason, datetime.now(UTC)
-    )
+    return alerts.silence(alert_id, principal, timedelta(seconds=body.duration_s), body.reason, now)

@@ -7,19 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
+from b2c_monitoring.api import cursors
 from b2c_monitoring.api.command_models import AuditEntry, AuditPage
 from b2c_monitoring.api.deps import Admin, AuditDep
 from b2c_monitoring.api.params import TenantFilter
-from b2c_monitoring.api.problems import invalid_cursor, responses
+from b2c_monitoring.api.problems import responses
 from b2c_monitoring.storage.audit import AuditQuery
 
 router = APIRouter(prefix="/api/admin/audit", tags=["audit"])
-
-
-def _before(cursor: str) -> int:
-    if not cursor.isdigit() or int(cursor) < 1:
-        raise invalid_cursor(cursor)
-    return int(cursor)
 
 
 @router.get(
@@ -50,7 +45,7 @@ def list_audit(
             tenants=principal.scope(tenant),
             actions=action or (),
             since=since,
-            before_seq=_before(cursor) if cursor is not None else None,
+            before_seq=cursors.sequence(cursor) if cursor is not None else None,
             limit=limit,
         )
     )

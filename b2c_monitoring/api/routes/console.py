@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from b2c_monitoring.api.state import state_of
 from b2c_monitoring.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -58,6 +59,6 @@ def console_bare() -> RedirectResponse:
 
 @router.get("/console/{path:path}")
 def console(path: str, request: Request) -> Response:
-    file, immutable = console_file(request.app.state.console_dir, path)
+    file, immutable = console_file(state_of(request.app).console_dir, path)
     cache = _IMMUTABLE if immutable else "no-cache"
     return FileResponse(file, headers={**_POLICY, "Cache-Control": cache})

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from b2c_monitoring.api.deps import HealthDep, MetricsPolicyDep, ServicesDep, Viewer
+from b2c_monitoring.api.deps import HealthDep, MetricsPolicyDep, Now, ServicesDep, Viewer
 from b2c_monitoring.api.params import TenantFilter, time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
@@ -44,9 +43,9 @@ def summary(
     health: HealthDep,
     services: ServicesDep,
     policy: MetricsPolicyDep,
+    now: Now,
     tenant: TenantFilter = None,
 ) -> HealthSummary:
-    now = datetime.now(UTC)
     tenants = principal.scope(tenant)
     statuses = [
         effective_status(c, policy.stale_after, now)
@@ -78,10 +77,10 @@ def components(
     principal: Viewer,
     health: HealthDep,
     policy: MetricsPolicyDep,
+    now: Now,
     tenant: TenantFilter = None,
     component: ComponentFilter = None,
 ) -> HealthComponents:
-    now = datetime.now(UTC)
     found = health.components(HealthQuery(principal.scope(tenant), component))
     items = [
         ComponentHealth.of(c, effective_status(c, policy.stale_after, now), policy.stale_after)
@@ -100,6 +99,7 @@ def components(
 def history(
     principal: Viewer,
     health: HealthDep,
+    now: Now,
     tenant: TenantFilter = None,
     component: ComponentFilter = None,
     since: Annotated[
@@ -107,6 +107,6 @@ def history(
     ] = None,
     until: Annotated[AwareDatetime | None, Query(description="to; default now")] = None,
 ) -> HealthHistory:
-    start, end = time_range(since, until, datetime.now(UTC))
+    start, end = time_range(since, until, now)
     changes = health.history(HealthQuery(principal.scope(tenant), component), start, end)
     return HealthHistory(since=start, until=end, items=[HealthChangeEntry.of(c) for c in changes])

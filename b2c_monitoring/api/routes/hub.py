@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from b2c_monitoring.api.deps import Viewer
 from b2c_monitoring.api.problems import responses
+from b2c_monitoring.api.state import state_of
 from b2c_monitoring.auth import Principal, Role
 from b2c_monitoring.errors import B2CError, Unauthenticated
 from b2c_monitoring.hub import protocol
@@ -139,10 +140,10 @@ def _replayer(pool: psycopg_pool.ConnectionPool) -> Replay:
 
 @router.websocket(PATH)
 async def hub(socket: WebSocket) -> None:
-    state = socket.app.state
+    state = state_of(socket.app)
     secret = _secret(socket)
     principal = await _principal(state.tokens, secret)
-    if principal is None:
+    if principal is None or secret is None:
         # before accept: the upgrade is answered 403, as the client reports it
         await socket.close(code=1008, reason="an API token of a viewer at least is needed")
         return

@@ -8,42 +8,31 @@ runner claims it over ``/api/probes/commands`` (routes/probes.py). The answer is
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import datetime
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter
 
 from b2c_monitoring.api.command_models import JobCommand, JobCommandList
-from b2c_monitoring.api.deps import AuditDep, JobCommandsDep, JobsDep, Operator, Viewer
+from b2c_monitoring.api.deps import AuditDep, JobCommandsDep, JobDep, Now, Operator
 from b2c_monitoring.api.problems import responses
-from b2c_monitoring.api.routes.jobs import find_job
 from b2c_monitoring.auth import Principal
-from b2c_monitoring.contract import JOB_ID_MAX_CHARS
 from b2c_monitoring.errors import Conflict
 from b2c_monitoring.processors.job_commands import CommandKind, can_cancel, can_retry, new_command
+from b2c_monitoring.processors.jobs import Job
 from b2c_monitoring.storage.audit import AuditEntry, AuditStore
 from b2c_monitoring.storage.job_commands import JobCommandStore, audit_action
-from b2c_monitoring.storage.jobs import JobStore
 
 router = APIRouter(prefix="/api/admin/jobs", tags=["jobs"])
-
-JobIdPath = Annotated[str, Path(max_length=JOB_ID_MAX_CHARS, description="scheduler.job.id")]
-TenantQuery = Annotated[
-    str | None, Query(description="the job's tenant, when the same id exists in several of yours")
-]
 
 
 def _request(
     kind: CommandKind,
-    job_id: str,
-    tenant: str | None,
+    job: Job,
     principal: Principal,
-    jobs: JobStore,
     commands: JobCommandStore,
     audit: AuditStore,
+    now: datetime,
 ) -> JobCommand:
-    job = find_job(jobs, principal, job_id, tenant)
-    now = datetime.now(UTC)
     reason = can_cancel(job) if kind is CommandKind.CANCEL else can_retry(job)
     if reason is not None:
         # a refused request is a request too: the log says who tried
@@ -82,14 +71,9 @@ def _request(
     responses=responses(401, 403, 404, 409, 422),
 )
 def cancel_job(
-    job_id: JobIdPath,
-    principal: Operator,
-    jobs: JobsDep,
-    commands: JobCommandsDep,
-    audit: AuditDep,
-    tenant: TenantQuery = None,
+    principal: Operator, job: JobDep, commands: JobCommandsDep, audit: AuditDep, now: Now
 ) -> JobCommand:
-    return _request(CommandKind.CANCEL, job_id, tenant, principal, jobs, commands, audit)
+    return _request(CommandKind.CANCEL, job, principal, commands, audit, now)
 
 
 @router.post(
@@ -103,14 +87,9 @@ def cancel_job(
     responses=responses(401, 403, 404, 409, 422),
 )
 def retry_job(
-    job_id: JobIdPath,
-    principal: Operator,
-    jobs: JobsDep,
-    commands: JobCommandsDep,
-    audit: AuditDep,
-    tenant: TenantQuery = None,
+    principal: Operator, job: JobDep, commands: JobCommandsDep, audit: AuditDep, now: Now
 ) -> JobCommand:
-    return _request(CommandKind.RETRY, job_id, tenant, principal, jobs, commands, audit)
+    return _request(CommandKind.RETRY, job, principal, commands, audit, now)
 
 
 @router.get(
@@ -120,14 +99,7 @@ def retry_job(
     summary="The retry and cancel commands of a job, newest first",
     responses=responses(401, 403, 404, 409, 422),
 )
-def job_commands(
-    job_id: JobIdPath,
-    principal: Viewer,
-    jobs: JobsDep,
-    commands: JobCommandsDep,
-    tenant: TenantQuery = None,
-) -> JobCommandList:
-    job = find_job(jobs, principal, job_id, tenant)
+def job_commands(job: JobDep, commands: JobCommandsDep) -> JobCommandList:
     return JobCommandList(
         items=[JobCommand.of(c) for c in commands.for_job(job.tenant_id, job.job_id)]
     )

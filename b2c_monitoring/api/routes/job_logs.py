@@ -10,45 +10,18 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, StringConstraints
 
 from b2c_monitoring.api import cursors
-from b2c_monitoring.api.deps import JobsDep, LogsDep, Viewer
+from b2c_monitoring.api.deps import JobDep, LogsDep
 from b2c_monitoring.api.models import JobLogLine, JobLogPage
-from b2c_monitoring.api.problems import invalid_cursor, responses
-from b2c_monitoring.api.routes.jobs import find_job
-from b2c_monitoring.contract import JOB_ID_MAX_CHARS
+from b2c_monitoring.api.problems import responses
 from b2c_monitoring.severity import LogLevel
-from b2c_monitoring.storage.logs import LogPosition, Order
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/admin/jobs", tags=["jobs"])
-
-
-def encode_cursor(order: Order, position: LogPosition) -> str:
-    """Opaque to clients: the order and the sort key of the last line."""
-    return cursors.pack([order, position.timestamp_ns, position.index, position.seq_no])
-
-
-def decode_cursor(cursor: str, order: Order) -> LogPosition:
-    try:
-        cursor_order, timestamp_ns, index, seq_no = cursors.unpack(cursor, 4)
-        if (
-            cursor_order != order
-            or not isinstance(timestamp_ns, int)
-            or not isinstance(index, str)
-            or not isinstance(seq_no, int)
-        ):
-            raise ValueError("not a cursor of this order")
-    except ValueError as exc:
-        raise invalid_cursor(
-            cursor,
-            "not a cursor of this log in this order; pass nextCursor of the previous page as it "
-            "is, with the same order",
-        ) from exc
-    return LogPosition(timestamp_ns, index, seq_no)
 
 
 @router.get(
@@ -65,14 +38,8 @@ def decode_cursor(cursor: str, order: Order) -> LogPosition:
     responses=responses(401, 403, 404, 409, 422, 503),
 )
 def get_job_logs(
-    job_id: Annotated[str, Path(max_length=JOB_ID_MAX_CHARS, description="scheduler.job.id")],
-    principal: Viewer,
-    jobs: JobsDep,
+    job: JobDep,
     logs: LogsDep,
-    tenant: Annotated[
-        str | None,
-        Query(description="the job's tenant, when the same id exists in several of yours"),
-    ] = None,
     level: Annotated[
         LogLevel | None,
         Query(
@@ -104,8 +71,7 @@ def get_job_logs(
         str | None, Query(max_length=1024, description="nextCursor of the previous page")
     ] = None,
 ) -> JobLogPage:
-    after = decode_cursor(cursor, order) if cursor is not None else None
-    job = find_job(jobs, principal, job_id, tenant)
+    after = cursors.log_position(cursor, order) if cursor is not None else None
     page = logs.job_logs(
         job.tenant_id,
         job.job_id,
@@ -121,5 +87,5 @@ def get_job_logs(
     last = page.last
     return JobLogPage(
         items=[JobLogLine.of(r) for r in page.records],
-        next_cursor=encode_cursor(order, last) if last is not None else None,
+        next_cursor=cursors.log_cursor(order, last) if last is not None else None,
     )

@@ -3,7 +3,7 @@ start within the grace period raises a missed_run alert, and one arriving resolv
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from b2c_monitoring.alerting.schedules import InvalidSchedule, Schedule, next_expected, validate
 from b2c_monitoring.api.alert_models import ScheduleIn, ScheduleList, ScheduleOut
-from b2c_monitoring.api.deps import AlertConfigDep, Operator, Viewer, target_tenant
+from b2c_monitoring.api.deps import AlertConfigDep, Now, Operator, Viewer, target_tenant
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS
 
@@ -30,9 +30,9 @@ JobTypePath = Annotated[str, Path(min_length=1, max_length=MAX_JOB_TYPE_CHARS)]
 def list_schedules(
     principal: Viewer,
     config: AlertConfigDep,
+    now: Now,
     tenant: Annotated[list[str] | None, Query(description="repeatable, within your scope")] = None,
 ) -> ScheduleList:
-    now = datetime.now(UTC)
     return ScheduleList(
         items=[
             ScheduleOut.of(r, next_expected(r.schedule.cron, r.schedule.timezone, now))
@@ -49,16 +49,14 @@ def list_schedules(
     responses=responses(401, 403, 404, 422),
 )
 def put_schedule(
-    job_type: JobTypePath, body: ScheduleIn, principal: Operator, config: AlertConfigDep
+    job_type: JobTypePath, body: ScheduleIn, principal: Operator, config: AlertConfigDep, now: Now
 ) -> ScheduleOut:
     try:
         validate(body.cron, body.timezone)
     except InvalidSchedule as exc:
-        field = "timezone" if "time zone" in str(exc) else "cron"
         raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": None}]
+            [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
         ) from exc
-    now = datetime.now(UTC)
     schedule = Schedule(job_type, body.cron, body.timezone, timedelta(seconds=body.grace_s), now)
     record = config.put_schedule(target_tenant(principal, body.tenant_id), schedule, principal, now)
     return ScheduleOut.of(record, next_expected(body.cron, body.timezone, now))
@@ -75,7 +73,8 @@ def delete_schedule(
     job_type: JobTypePath,
     principal: Operator,
     config: AlertConfigDep,
+    now: Now,
     tenant: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    config.delete_schedule(target_tenant(principal, tenant), job_type, principal, datetime.now(UTC))
+    config.delete_schedule(target_tenant(principal, tenant), job_type, principal, now)
     return Response(status_code=204)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from b2c_monitoring.api.deps import Admin, DefaultWindowsDep, JobWindowsDep, Viewer
+from b2c_monitoring.api.deps import Admin, DefaultWindowsDep, JobWindowsDep, Now, Viewer
 from b2c_monitoring.api.models import DefaultWindows, JobTypeList, JobTypeWindows, WindowsUpdate
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS
@@ -43,7 +42,6 @@ def put_windows(
     body: WindowsUpdate,
     principal: Admin,
     store: JobWindowsDep,
+    now: Now,
 ) -> JobTypeWindows:
-    return JobTypeWindows.of(
-        store.put(body.of_type(job_type), actor=principal, now=datetime.now(UTC))
-    )
+    return JobTypeWindows.of(store.put(body.of_type(job_type), actor=principal, now=now))

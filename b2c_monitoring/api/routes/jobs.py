@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from b2c_monitoring.api import cursors
-from b2c_monitoring.api.deps import JobsDep, LogsDep, Viewer, WindowPolicyDep
+from b2c_monitoring.api.deps import JobDep, JobsDep, LogsDep, Now, Viewer, WindowPolicyDep
 from b2c_monitoring.api.models import (
     JobList,
     JobLogLine,
@@ -19,13 +19,12 @@ from b2c_monitoring.api.models import (
     SchedulerJobDetail,
 )
 from b2c_monitoring.api.params import TenantFilter
-from b2c_monitoring.api.problems import invalid_cursor, responses
-from b2c_monitoring.auth import Principal
-from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
-from b2c_monitoring.errors import Conflict, NotFound, StorageError
+from b2c_monitoring.api.problems import responses
+from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS, JobState
+from b2c_monitoring.errors import StorageError
 from b2c_monitoring.processors.job_flags import JobFlag, WindowPolicy, job_flags
 from b2c_monitoring.processors.jobs import Job
-from b2c_monitoring.storage.jobs import JobQuery, JobStore, ListKey
+from b2c_monitoring.storage.jobs import JobQuery
 from b2c_monitoring.storage.logs import LogStore
 
 log = logging.getLogger(__name__)
@@ -35,38 +34,6 @@ RECENT_LOG_LINES: Final = 20
 _RECENT_LOGS_TIMEOUT_S: Final = 3.0
 
 router = APIRouter(prefix="/api/admin/jobs", tags=["jobs"])
-
-
-def encode_cursor(key: ListKey) -> str:
-    """Opaque to clients: the sort key of the last job of a page."""
-    return cursors.pack([key.created_at.isoformat(), key.tenant_id, key.job_id])
-
-
-def decode_cursor(cursor: str) -> ListKey:
-    try:
-        at, tenant_id, job_id = cursors.unpack(cursor, 3)
-        created_at = datetime.fromisoformat(at)
-        if (
-            created_at.tzinfo is None
-            or not isinstance(tenant_id, str)
-            or not isinstance(job_id, str)
-        ):
-            raise ValueError("not a cursor")
-    except (TypeError, ValueError) as exc:
-        raise invalid_cursor(cursor) from exc
-    return ListKey(created_at, tenant_id, job_id)
-
-
-def find_job(jobs: JobStore, principal: Principal, job_id: str, tenant: str | None) -> Job:
-    """The one job with this id in the caller's tenants (``tenant`` narrows them)."""
-    found = jobs.get(job_id, principal.scope([tenant] if tenant else None))
-    if not found:
-        # a job of another tenant answers exactly like an absent one
-        raise NotFound(f"no job {job_id!r} in your tenants")
-    if len(found) > 1:
-        tenants = ", ".join(j.tenant_id for j in found)
-        raise Conflict(f"job id {job_id!r} exists in several tenants ({tenants}); add ?tenant=")
-    return found[0]
 
 
 def recent_logs(logs: LogStore, job: Job, n: int = RECENT_LOG_LINES) -> list[JobLogLine] | None:
@@ -98,6 +65,7 @@ def list_jobs(
     principal: Viewer,
     jobs: JobsDep,
     policy: WindowPolicyDep,
+    now: Now,
     status: Annotated[
         list[JobState] | None, Query(description="repeatable: jobs in any of these states")
     ] = None,
@@ -125,7 +93,6 @@ def list_jobs(
         str | None, Query(max_length=1024, description="nextCursor of the previous page")
     ] = None,
 ) -> JobList:
-    now = datetime.now(UTC)
     query = JobQuery(
         # requested tenants outside the token's scope drop out: a filter never widens it
         tenants=principal.scope(tenant),
@@ -135,13 +102,13 @@ def list_jobs(
         until=until,
         flag=flag,
         text=q,
-        after=decode_cursor(cursor) if cursor is not None else None,
+        after=cursors.job_key(cursor) if cursor is not None else None,
         limit=limit,
     )
     page = jobs.list(query, policy.default, now)
     return JobList(
         items=[_with_flags(job, policy, now) for job in page.jobs],
-        next_cursor=encode_cursor(page.next_after) if page.next_after is not None else None,
+        next_cursor=cursors.job_cursor(page.next_after) if page.next_after is not None else None,
     )
 
 
@@ -153,19 +120,10 @@ def list_jobs(
     responses=responses(401, 403, 404, 409, 422),
 )
 def get_job(
-    job_id: Annotated[str, Path(max_length=JOB_ID_MAX_CHARS, description="scheduler.job.id")],
-    principal: Viewer,
-    jobs: JobsDep,
-    logs: LogsDep,
-    policy: WindowPolicyDep,
-    tenant: Annotated[
-        str | None,
-        Query(description="the job's tenant, when the same id exists in several of yours"),
-    ] = None,
+    job: JobDep, jobs: JobsDep, logs: LogsDep, policy: WindowPolicyDep, now: Now
 ) -> SchedulerJobDetail:
-    job = find_job(jobs, principal, job_id, tenant)
     timeline = [JobTimelineEntry.of(c) for c in jobs.timeline(job.tenant_id, job.job_id)]
-    summary = _with_flags(job, policy, datetime.now(UTC))
+    summary = _with_flags(job, policy, now)
     return SchedulerJobDetail(
         **summary.model_dump(), timeline=timeline, recent_logs=recent_logs(logs, job)
     )

@@ -4,14 +4,13 @@ job type. Operators plan and end them; their start and end are pushed on the hub
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 
 from b2c_monitoring.api.alert_models import WindowIn, WindowList, WindowOut
-from b2c_monitoring.api.deps import AlertConfigDep, Operator, Viewer, target_tenant
+from b2c_monitoring.api.deps import AlertConfigDep, Now, Operator, Viewer, target_tenant
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.storage.alert_config import WindowRecord
 
@@ -28,10 +27,10 @@ router = APIRouter(prefix="/api/admin/maintenance-windows", tags=["alerts"])
 def list_windows(
     principal: Viewer,
     config: AlertConfigDep,
+    now: Now,
     current: Annotated[bool, Query(description="only windows not yet over")] = False,
     tenant: Annotated[list[str] | None, Query(description="repeatable, within your scope")] = None,
 ) -> WindowList:
-    now = datetime.now(UTC)
     windows = config.windows(principal.scope(tenant), ending_after=now if current else None)
     return WindowList(items=[WindowOut.of(w, now) for w in windows])
 
@@ -44,8 +43,9 @@ def list_windows(
     summary="Plan a maintenance window for a service or a job type",
     responses=responses(401, 403, 404, 422),
 )
-def create_window(body: WindowIn, principal: Operator, config: AlertConfigDep) -> WindowOut:
-    now = datetime.now(UTC)
+def create_window(
+    body: WindowIn, principal: Operator, config: AlertConfigDep, now: Now
+) -> WindowOut:
     starts_at = body.starts_at or now
     if body.ends_at <= max(starts_at, now):
         raise RequestValidationError(
@@ -80,7 +80,9 @@ def create_window(body: WindowIn, principal: Operator, config: AlertConfigDep) -
     responses=responses(401, 403, 404, 422),
 )
 def end_window(
-    window_id: Annotated[str, Path(max_length=64)], principal: Operator, config: AlertConfigDep
+    window_id: Annotated[str, Path(max_length=64)],
+    principal: Operator,
+    config: AlertConfigDep,
+    now: Now,
 ) -> WindowOut:
-    now = datetime.now(UTC)
     return WindowOut.of(config.end_window(window_id, principal, now), now)

@@ -3,13 +3,12 @@ channel carries secrets and sends data out). Secrets are never returned."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from b2c_monitoring.api.alert_models import ChannelIn, ChannelList, ChannelOut
-from b2c_monitoring.api.deps import Admin, AlertConfigDep, target_tenant
+from b2c_monitoring.api.deps import Admin, AlertConfigDep, Now, target_tenant
 from b2c_monitoring.api.problems import responses
 
 router = APIRouter(prefix="/api/admin/notification-channels", tags=["alerts"])
@@ -41,7 +40,9 @@ def list_channels(
     "smtpPort, mailFrom, mailTo, optionally smtpUsername + secret (the password), smtpStarttls.",
     responses=responses(401, 403, 404, 409, 422),
 )
-def create_channel(body: ChannelIn, principal: Admin, config: AlertConfigDep) -> ChannelOut:
+def create_channel(
+    body: ChannelIn, principal: Admin, config: AlertConfigDep, now: Now
+) -> ChannelOut:
     record = config.create_channel(
         target_tenant(principal, body.tenant_id),
         body.name,
@@ -50,7 +51,7 @@ def create_channel(body: ChannelIn, principal: Admin, config: AlertConfigDep) ->
         body.secret,
         body.min_severity,
         principal,
-        datetime.now(UTC),
+        now,
     )
     return ChannelOut.of(record)
 
@@ -63,7 +64,10 @@ def create_channel(body: ChannelIn, principal: Admin, config: AlertConfigDep) ->
     responses=responses(401, 403, 404, 422),
 )
 def delete_channel(
-    channel_id: Annotated[str, Path(max_length=64)], principal: Admin, config: AlertConfigDep
+    channel_id: Annotated[str, Path(max_length=64)],
+    principal: Admin,
+    config: AlertConfigDep,
+    now: Now,
 ) -> Response:
-    config.delete_channel(channel_id, principal, datetime.now(UTC))
+    config.delete_channel(channel_id, principal, now)
     return Response(status_code=204)

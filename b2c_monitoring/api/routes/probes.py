@@ -26,7 +26,7 @@ from b2c_monitoring.api.command_models import (
     JobCommand,
     JobCommandList,
 )
-from b2c_monitoring.api.deps import CommandWaitersDep, JobCommandsDep, Probe, SettingsDep
+from b2c_monitoring.api.deps import CommandWaitersDep, JobCommandsDep, Now, Probe, SettingsDep
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.auth import Principal
 from b2c_monitoring.processors import job_commands as jc
@@ -74,6 +74,7 @@ async def claim_commands(
     decline_window = timedelta(seconds=settings.job_command_decline_window_s)
 
     async def look() -> list[jc.JobCommand]:
+        # each look of a long poll claims at its own time: the lease runs from then
         return await run_in_threadpool(
             commands.claim,
             service,
@@ -102,13 +103,14 @@ def command_done(
     outcome: CommandOutcome,
     principal: Probe,
     commands: JobCommandsDep,
+    now: Now,
 ) -> JobCommand:
     command = commands.complete(
         command_id,
         principal.tenants,
         ok=outcome.ok,
         result=outcome.result(),
-        now=datetime.now(UTC),
+        now=now,
         services=principal.services,
     )
     return JobCommand.of(command)
@@ -129,6 +131,7 @@ def command_decline(
     body: CommandDecline,
     principal: Probe,
     commands: JobCommandsDep,
+    now: Now,
     instance: InstanceQuery = None,
 ) -> JobCommand:
     command = commands.decline(
@@ -136,7 +139,7 @@ def command_decline(
         principal.tenants,
         _claimer(principal, instance),
         body.reason,
-        datetime.now(UTC),
+        now,
         services=principal.services,
     )
     return JobCommand.of(command)

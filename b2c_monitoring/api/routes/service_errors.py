@@ -13,17 +13,16 @@ import csv
 import io
 import json
 import tempfile
-import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import chain
-from typing import IO, Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, StringConstraints
+from pydantic import AwareDatetime, StringConstraints
 
-from b2c_monitoring.api.deps import ErrorsDep, JobsDep, ResourcesDep, ServicesDep, Viewer
+from b2c_monitoring.api.deps import ErrorsDep, JobsDep, Now, ResourcesDep, ServiceDep, ServicesDep
 from b2c_monitoring.api.error_models import (
     EXPORT_COLUMNS,
     CommunicationError,
@@ -33,34 +32,25 @@ from b2c_monitoring.api.error_models import (
     ServiceErrorPage,
     export_row,
 )
-from b2c_monitoring.api.models import JobTimelineEntry, SchedulerJob
 from b2c_monitoring.api.params import time_range
 from b2c_monitoring.api.problems import responses
-from b2c_monitoring.api.routes.job_logs import decode_cursor, encode_cursor
-from b2c_monitoring.api.routes.services import (
-    ServiceRef,
-    TenantOpt,
-    find_service,
-    get_latency,
-    get_resource_history,
-    get_resources,
-    get_status,
+from b2c_monitoring.api.service_views import (
+    BUNDLE_MAX_ERRORS,
+    BUNDLE_MAX_JOBS,
+    error_page,
+    error_patterns,
+    error_query,
+    safe_name,
+    write_bundle,
 )
-from b2c_monitoring.auth import Principal
 from b2c_monitoring.processors.services import Service
 from b2c_monitoring.severity import LogLevel
-from b2c_monitoring.storage.communication_errors import ErrorQuery, ErrorStore, ServiceError
-from b2c_monitoring.storage.jobs import JobStore
-from b2c_monitoring.storage.logs import LogPosition, Order
-from b2c_monitoring.storage.resources import ResourceStore
-from b2c_monitoring.storage.services import ServiceStore
+from b2c_monitoring.storage.communication_errors import ServiceError
 
 router = APIRouter(prefix="/api/admin/services", tags=["services"])
 
 MAX_EXPORT_ITEMS: Final = 1_000_000
 DEFAULT_EXPORT_ITEMS: Final = 100_000
-BUNDLE_MAX_ERRORS: Final = 100_000
-BUNDLE_MAX_JOBS: Final = 200
 _CHUNK: Final = 64 * 1024
 
 Since = Annotated[
@@ -100,43 +90,6 @@ Cursor = Annotated[str | None, Query(max_length=1024, description="nextCursor of
 _BINARY: Final = {"schema": {"type": "string", "format": "binary"}}
 
 
-def _query(
-    service: Service,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    text: str | None = None,
-    communication_only: bool = False,
-    level: LogLevel | None = None,
-    fingerprint: str | None = None,
-    status_codes: list[int] | None = None,
-    error_types: list[str] | None = None,
-    job_id: str | None = None,
-) -> ErrorQuery:
-    return ErrorQuery(
-        tenant_id=service.tenant_id,
-        service_name=service.name,
-        since=since,
-        until=until,
-        text=text,
-        communication_only=communication_only,
-        min_severity=(level or LogLevel.ERROR).min_severity,
-        fingerprint=fingerprint,
-        status_codes=status_codes or (),
-        error_types=error_types or (),
-        job_id=job_id,
-    )
-
-
-def _page(
-    errors: ErrorStore, query: ErrorQuery, after: LogPosition | None, order: Order, limit: int
-) -> tuple[list[ServiceError], str | None]:
-    """A page of the errors ``query`` selects, and the cursor of the page after it."""
-    page = errors.errors(query, after=after, limit=limit, order=order)
-    last = page.last
-    return page.items, encode_cursor(order, last) if last is not None else None
-
-
 @router.get(
     "/{id}/errors",
     response_model=ServiceErrorPage,
@@ -151,9 +104,7 @@ def _page(
     responses=responses(401, 403, 404, 409, 422, 503),
 )
 def list_errors(
-    id: ServiceRef,
-    principal: Viewer,
-    services: ServicesDep,
+    service: ServiceDep,
     errors: ErrorsDep,
     since: Since = None,
     until: Until = None,
@@ -166,11 +117,8 @@ def list_errors(
     order: OrderOpt = "desc",
     limit: Limit = 100,
     cursor: Cursor = None,
-    tenant: TenantOpt = None,
 ) -> ServiceErrorPage:
-    after = decode_cursor(cursor, order) if cursor is not None else None
-    service = find_service(services, id, principal, tenant)
-    query = _query(
+    query = error_query(
         service,
         since=since,
         until=until,
@@ -179,8 +127,10 @@ def list_errors(
         fingerprint=fingerprint,
         job_id=job_id,
     )
-    items, next_cursor = _page(errors, query, after, order, limit)
-    return ServiceErrorPage(items=[ServiceErrorLine.of(e) for e in items], next_cursor=next_cursor)
+    page = error_page(errors, query, cursor, order, limit)
+    return ServiceErrorPage(
+        items=[ServiceErrorLine.of(e) for e in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get(
@@ -196,9 +146,7 @@ def list_errors(
     responses=responses(401, 403, 404, 409, 422, 503),
 )
 def list_communication_errors(
-    id: ServiceRef,
-    principal: Viewer,
-    services: ServicesDep,
+    service: ServiceDep,
     errors: ErrorsDep,
     since: Since = None,
     until: Until = None,
@@ -210,11 +158,8 @@ def list_communication_errors(
     order: OrderOpt = "desc",
     limit: Limit = 100,
     cursor: Cursor = None,
-    tenant: TenantOpt = None,
 ) -> CommunicationErrorPage:
-    after = decode_cursor(cursor, order) if cursor is not None else None
-    service = find_service(services, id, principal, tenant)
-    query = _query(
+    query = error_query(
         service,
         since=since,
         until=until,
@@ -225,27 +170,9 @@ def list_communication_errors(
         error_types=error_type,
         job_id=job_id,
     )
-    items, next_cursor = _page(errors, query, after, order, limit)
+    page = error_page(errors, query, cursor, order, limit)
     return CommunicationErrorPage(
-        items=[CommunicationError.of(e) for e in items], next_cursor=next_cursor
-    )
-
-
-def _patterns(
-    errors: ErrorStore,
-    service: Service,
-    start: datetime,
-    end: datetime,
-    limit: int,
-    *,
-    with_jobs: bool = True,
-) -> ErrorPatternList:
-    assert service.id is not None
-    report = errors.patterns(
-        _query(service), since=start, until=end, limit=limit, with_jobs=with_jobs
-    )
-    return ErrorPatternList.of(
-        report, service_id=service.id, name=service.name, tenant_id=service.tenant_id
+        items=[CommunicationError.of(e) for e in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -263,10 +190,9 @@ def _patterns(
     responses=responses(401, 403, 404, 409, 422, 503),
 )
 def list_error_patterns(
-    id: ServiceRef,
-    principal: Viewer,
-    services: ServicesDep,
+    service: ServiceDep,
     errors: ErrorsDep,
+    now: Now,
     since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
     until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="at most this many patterns")] = 20,
@@ -274,15 +200,17 @@ def list_error_patterns(
         bool,
         Query(description="false: without the jobs each pattern hit (about half the cost)"),
     ] = True,
-    tenant: TenantOpt = None,
 ) -> ErrorPatternList:
-    start, end = time_range(since, until, datetime.now(UTC))
-    service = find_service(services, id, principal, tenant)
-    return _patterns(errors, service, start, end, limit, with_jobs=jobs)
+    start, end = time_range(since, until, now)
+    return error_patterns(errors, service, start, end, limit, with_jobs=jobs)
 
 
 def _json_export(
-    service: Service, start: datetime, end: datetime, rows: Iterable[ServiceError]
+    service: Service,
+    start: datetime,
+    end: datetime,
+    rows: Iterable[ServiceError],
+    exported_at: datetime,
 ) -> Iterator[bytes]:
     head = {
         "service": service.name,
@@ -290,7 +218,7 @@ def _json_export(
         "tenantId": service.tenant_id,
         "since": start.isoformat(),
         "until": end.isoformat(),
-        "exportedAt": datetime.now(UTC).isoformat(),
+        "exportedAt": exported_at.isoformat(),
     }
     yield json.dumps(head)[:-1].encode() + b', "items": ['
     for i, error in enumerate(rows):
@@ -323,11 +251,6 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _safe(name: str) -> str:
-    """An ASCII file name: headers are Latin-1, and a name is no path."""
-    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in name)
-
-
 @router.get(
     "/{id}/errors/export",
     response_class=StreamingResponse,
@@ -347,10 +270,9 @@ def _safe(name: str) -> str:
     },
 )
 def export_errors(
-    id: ServiceRef,
-    principal: Viewer,
-    services: ServicesDep,
+    service: ServiceDep,
     errors: ErrorsDep,
+    now: Now,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
     since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
     until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
@@ -358,22 +280,20 @@ def export_errors(
         bool, Query(alias="communicationOnly", description="only communication errors")
     ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_EXPORT_ITEMS)] = DEFAULT_EXPORT_ITEMS,
-    tenant: TenantOpt = None,
 ) -> StreamingResponse:
-    start, end = time_range(since, until, datetime.now(UTC))
-    service = find_service(services, id, principal, tenant)
-    query = _query(service, since=start, until=end, communication_only=communication_only)
+    start, end = time_range(since, until, now)
+    query = error_query(service, since=start, until=end, communication_only=communication_only)
     scan = errors.scan(query, max_items=limit)
     # the first page before the response starts: a store that cannot be read is a 503
     # problem, not a broken download
     first = list(_take(scan, 1))
     rows = chain(first, scan)
-    name = f"{_safe(service.name)}-errors-{_stamp(start)}-{_stamp(end)}.{format}"
+    name = f"{safe_name(service.name)}-errors-{_stamp(start)}-{_stamp(end)}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format == "csv":
         return StreamingResponse(_csv_export(rows), media_type="text/csv", headers=headers)
     return StreamingResponse(
-        _json_export(service, start, end, rows), media_type="application/json", headers=headers
+        _json_export(service, start, end, rows, now), media_type="application/json", headers=headers
     )
 
 
@@ -383,129 +303,6 @@ def _take(items: Iterator[ServiceError], n: int) -> Iterator[ServiceError]:
         if item is None:
             return
         yield item
-
-
-def _dump(data: BaseModel | dict[str, Any]) -> bytes:
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json", by_alias=True)
-    return json.dumps(data, indent=2, ensure_ascii=False).encode()
-
-
-def write_bundle(
-    out: IO[bytes],
-    *,
-    service: Service,
-    principal: Principal,
-    services: ServiceStore,
-    resources: ResourceStore,
-    errors: ErrorStore,
-    jobs: JobStore,
-    start: datetime,
-    end: datetime,
-) -> dict[str, Any]:
-    """The support bundle of ``service`` over ``start``..``end`` as a zip into ``out``;
-    returns its manifest. Everything is read in the service's tenant only."""
-    assert service.id is not None
-    tenant = service.tenant_id
-    files: list[str] = []
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-
-        def put(name: str, content: bytes) -> None:
-            bundle.writestr(name, content)
-            files.append(name)
-
-        # the services routes themselves, so the bundle says what they say
-        sid = service.id
-        status = get_status(
-            id=sid, principal=principal, services=services, resources=resources, tenant=tenant
-        )
-        put("status.json", _dump(status))
-        latency = get_latency(
-            id=sid,
-            principal=principal,
-            services=services,
-            since=start,
-            until=end,
-            resolution="auto",
-            tenant=tenant,
-        )
-        put("latency.json", _dump(latency))
-        current = get_resources(
-            id=sid,
-            principal=principal,
-            services=services,
-            resources=resources,
-            window_minutes=60,
-            tenant=tenant,
-        )
-        history = get_resource_history(
-            id=sid,
-            principal=principal,
-            services=services,
-            resources=resources,
-            since=start,
-            until=end,
-            resolution="auto",
-            tenant=tenant,
-        )
-        put(
-            "resources.json",
-            _dump(
-                {
-                    "current": current.model_dump(mode="json", by_alias=True),
-                    "history": [p.model_dump(mode="json", by_alias=True) for p in history],
-                }
-            ),
-        )
-        put("error-patterns.json", _dump(_patterns(errors, service, start, end, 100)))
-
-        job_ids: dict[str, None] = {}
-        count = 0
-        with bundle.open("errors.jsonl", "w") as lines:
-            query = _query(service, since=start, until=end)
-            for error in errors.scan(query, max_items=BUNDLE_MAX_ERRORS):
-                lines.write(json.dumps(export_row(error), ensure_ascii=False).encode() + b"\n")
-                count += 1
-                if error.job_id is not None and len(job_ids) < BUNDLE_MAX_JOBS:
-                    job_ids[error.job_id] = None
-        files.append("errors.jsonl")
-
-        found_jobs = 0
-        for job_id in job_ids:
-            for job in jobs.get(job_id, [tenant]):
-                timeline = [JobTimelineEntry.of(c) for c in jobs.timeline(tenant, job.job_id)]
-                name = f"jobs/{_safe(job.job_id)}.json"
-                if name in files:  # two ids that differ only in unsafe characters
-                    name = f"jobs/{_safe(job.job_id)}-{found_jobs}.json"
-                put(
-                    name,
-                    _dump(
-                        {
-                            **SchedulerJob.of(job).model_dump(mode="json", by_alias=True),
-                            "timeline": [
-                                t.model_dump(mode="json", by_alias=True) for t in timeline
-                            ],
-                        }
-                    ),
-                )
-                found_jobs += 1
-
-        manifest = {
-            "kind": "b2c-monitoring support bundle",
-            "service": service.name,
-            "serviceId": service.id,
-            "tenantId": tenant,
-            "since": start.isoformat(),
-            "until": end.isoformat(),
-            "generatedAt": datetime.now(UTC).isoformat(),
-            "errors": count,
-            "errorsTruncated": count >= BUNDLE_MAX_ERRORS,
-            "jobs": found_jobs,
-            "jobsTruncated": len(job_ids) >= BUNDLE_MAX_JOBS,
-            "files": ["manifest.json", *files],
-        }
-        bundle.writestr("manifest.json", _dump(manifest))
-    return manifest
 
 
 @router.get(
@@ -529,18 +326,16 @@ def write_bundle(
     },
 )
 def support_bundle(
-    id: ServiceRef,
-    principal: Viewer,
+    service: ServiceDep,
     services: ServicesDep,
     resources: ResourcesDep,
     errors: ErrorsDep,
     jobs: JobsDep,
+    now: Now,
     since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
     until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
-    tenant: TenantOpt = None,
 ) -> StreamingResponse:
-    start, end = time_range(since, until, datetime.now(UTC))
-    service = find_service(services, id, principal, tenant)
+    start, end = time_range(since, until, now)
     # built before the response starts, so a failing store is a problem document; on
     # disk past a few MiB, so a large bundle does not sit in memory
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
@@ -548,13 +343,13 @@ def support_bundle(
         write_bundle(
             spool,
             service=service,
-            principal=principal,
             services=services,
             resources=resources,
             errors=errors,
             jobs=jobs,
             start=start,
             end=end,
+            now=now,
         )
     except BaseException:
         spool.close()
@@ -568,7 +363,7 @@ def support_bundle(
         finally:
             spool.close()
 
-    name = f"{_safe(service.name)}-support-{_stamp(start)}-{_stamp(end)}.zip"
+    name = f"{safe_name(service.name)}-support-{_stamp(start)}-{_stamp(end)}.zip"
     return StreamingResponse(
         chunks(),
         media_type="application/zip",

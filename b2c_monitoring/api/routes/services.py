@@ -6,112 +6,50 @@ answers 404 exactly like an absent one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from datetime import timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime
 
-from b2c_monitoring.api import cursors
+from b2c_monitoring.api import cursors, service_views
 from b2c_monitoring.api.deps import (
     Admin,
     MetricsPolicyDep,
+    Now,
     Operator,
     ResourcesDep,
+    ServiceDep,
     ServicesDep,
     SettingsDep,
     Viewer,
 )
 from b2c_monitoring.api.params import TenantFilter, time_range
-from b2c_monitoring.api.problems import invalid_cursor, responses
+from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
     ConnectedService,
     ConnectionTestResult,
     LatencyHistory,
-    LatencyPoint,
     ResourceHistoryPoint,
-    ResourceMetrics,
     ServiceDeclaration,
     ServiceList,
     ServiceResources,
     ServiceStatusDetail,
-    StatusChangeEntry,
 )
+from b2c_monitoring.api.service_views import Resolution
 from b2c_monitoring.auth import Principal
 from b2c_monitoring.checks import CheckSpec, run_check
-from b2c_monitoring.errors import Conflict, Forbidden, NotFound
-from b2c_monitoring.processors.resources import HORIZON, summarize
+from b2c_monitoring.errors import Conflict, Forbidden
+from b2c_monitoring.processors.resources import HORIZON
 from b2c_monitoring.processors.services import (
-    UPTIME_WINDOWS,
     CheckReport,
     CheckSource,
-    Service,
     ServiceStatus,
     ServiceType,
-    uptimes,
 )
-from b2c_monitoring.storage.partitions import tiers
-from b2c_monitoring.storage.resources import ResourceStore
-from b2c_monitoring.storage.services import ServiceQuery, ServiceStore
+from b2c_monitoring.storage.services import ServiceQuery
 
 router = APIRouter(prefix="/api/admin/services", tags=["services"])
-
-_HISTORY: timedelta = max(UPTIME_WINDOWS.values())
-
-ServiceRef = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=128,
-        description="the service's id (uuid) or its name (connected_service.name)",
-    ),
-]
-TenantOpt = Annotated[
-    str | None,
-    Query(description="the service's tenant, when the name exists in several of yours"),
-]
-Resolution = Literal["auto", "raw", "5m", "1h"]
-
-
-def find_service(
-    services: ServiceStore, ref: str, principal: Principal, tenant: str | None
-) -> Service:
-    found = services.find(ref, principal.scope([tenant] if tenant else None))
-    by_id = [s for s in found if s.id == ref]
-    if by_id:
-        return by_id[0]
-    if not found:
-        # a service of another tenant answers exactly like an absent one
-        raise NotFound(f"no service {ref!r} in your tenants")
-    if len(found) > 1:
-        tenants = ", ".join(s.tenant_id for s in found)
-        raise Conflict(f"service {ref!r} exists in several tenants ({tenants}); add ?tenant=")
-    return found[0]
-
-
-def describe(
-    services: ServiceStore,
-    resources: ResourceStore,
-    found: Sequence[Service],
-    now: datetime,
-) -> list[ConnectedService]:
-    """The ADR's records: status, uptime from the status history, resource figures."""
-    ids = [s.id for s in found if s.id is not None]
-    changes = services.changes(ids, now - _HISTORY)
-    windows = resources.windows([(s.tenant_id, s.name) for s in found])
-    described = []
-    for service in found:
-        assert service.id is not None
-        window = windows.get((service.tenant_id, service.name))
-        described.append(
-            ConnectedService.of(
-                service,
-                uptimes(changes[service.id], service.status, now),
-                summarize(window, now) if window is not None else None,
-            )
-        )
-    return described
 
 
 @router.get(
@@ -125,6 +63,7 @@ def list_services(
     principal: Viewer,
     services: ServicesDep,
     resources: ResourcesDep,
+    now: Now,
     tenant: TenantFilter = None,
     status: Annotated[
         list[ServiceStatus] | None, Query(description="repeatable: services in any of these")
@@ -135,31 +74,20 @@ def list_services(
         str | None, Query(max_length=1200, description="nextCursor of the previous page")
     ] = None,
 ) -> ServiceList:
-    now = datetime.now(UTC)
     found = services.select(
         ServiceQuery(
             tenants=principal.scope(tenant),
             statuses=status or (),
             service_type=service_type,
-            after=_after(cursor) if cursor is not None else None,
+            after=cursors.service_key(cursor) if cursor is not None else None,
             limit=limit + 1,
         )
     )
     page, more = found[:limit], len(found) > limit
     return ServiceList(
-        items=describe(services, resources, page, now),
-        next_cursor=cursors.pack([page[-1].tenant_id, page[-1].name]) if more else None,
+        items=service_views.describe(services, resources, page, now),
+        next_cursor=cursors.service_cursor(page[-1].tenant_id, page[-1].name) if more else None,
     )
-
-
-def _after(cursor: str) -> tuple[str, str]:
-    try:
-        tenant_id, name = cursors.unpack(cursor, 2)
-        if not isinstance(tenant_id, str) or not isinstance(name, str):
-            raise ValueError("not a cursor")
-    except ValueError as exc:
-        raise invalid_cursor(cursor) from exc
-    return tenant_id, name
 
 
 @router.get(
@@ -170,22 +98,9 @@ def _after(cursor: str) -> tuple[str, str]:
     responses=responses(401, 403, 404, 409, 422),
 )
 def get_status(
-    id: ServiceRef,
-    principal: Viewer,
-    services: ServicesDep,
-    resources: ResourcesDep,
-    tenant: TenantOpt = None,
+    service: ServiceDep, services: ServicesDep, resources: ResourcesDep, now: Now
 ) -> ServiceStatusDetail:
-    now = datetime.now(UTC)
-    service = find_service(services, id, principal, tenant)
-    [described] = describe(services, resources, [service], now)
-    assert service.id is not None
-    changes = services.changes([service.id], now - _HISTORY)[service.id]
-    return ServiceStatusDetail(
-        **described.model_dump(),
-        first_seen=service.first_seen,
-        changes=[StatusChangeEntry.of(c) for c in reversed(changes)],
-    )
+    return service_views.status(service, services, resources, now)
 
 
 @router.get(
@@ -196,9 +111,9 @@ def get_status(
     responses=responses(401, 403, 404, 409, 422),
 )
 def get_latency(
-    id: ServiceRef,
-    principal: Viewer,
+    service: ServiceDep,
     services: ServicesDep,
+    now: Now,
     since: Annotated[
         AwareDatetime | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
     ] = None,
@@ -210,24 +125,9 @@ def get_latency(
             "least 24 hours), 5m or 1h: that resolution only"
         ),
     ] = "auto",
-    tenant: TenantOpt = None,
 ) -> LatencyHistory:
-    now = datetime.now(UTC)
     start, end = time_range(since, until, now)
-    service = find_service(services, id, principal, tenant)
-    assert service.id is not None
-    if resolution == "auto":
-        points = services.latency_history(service.id, start, end, now)
-    else:
-        points = services.latency(service.id, start, end, resolution)
-    return LatencyHistory(
-        service_id=service.id,
-        name=service.name,
-        since=start,
-        until=end,
-        resolution=resolution,
-        points=[LatencyPoint.of(p) for p in points],
-    )
+    return service_views.latency(service, services, start, end, resolution, now)
 
 
 @router.get(
@@ -238,10 +138,9 @@ def get_latency(
     responses=responses(401, 403, 404, 409, 422),
 )
 def get_resources(
-    id: ServiceRef,
-    principal: Viewer,
-    services: ServicesDep,
+    service: ServiceDep,
     resources: ResourcesDep,
+    now: Now,
     window_minutes: Annotated[
         int,
         Query(
@@ -251,21 +150,9 @@ def get_resources(
             description="the window of cpuAverage, cpuPeak and memoryPeakBytes (to 5 minutes)",
         ),
     ] = 60,
-    tenant: TenantOpt = None,
 ) -> ServiceResources:
-    now = datetime.now(UTC)
-    service = find_service(services, id, principal, tenant)
-    assert service.id is not None
-    window = resources.windows([(service.tenant_id, service.name)]).get(
-        (service.tenant_id, service.name)
-    )
-    metrics = summarize(window, now, timedelta(minutes=window_minutes)) if window else None
-    return ServiceResources(
-        service_id=service.id,
-        name=service.name,
-        tenant_id=service.tenant_id,
-        resources=ResourceMetrics.of(metrics) if metrics is not None else None,
-    )
+    window = timedelta(minutes=window_minutes)
+    return service_views.current_resources(service, resources, window, now)
 
 
 @router.get(
@@ -276,28 +163,16 @@ def get_resources(
     responses=responses(401, 403, 404, 409, 422),
 )
 def get_resource_history(
-    id: ServiceRef,
-    principal: Viewer,
+    service: ServiceDep,
     services: ServicesDep,
     resources: ResourcesDep,
+    now: Now,
     since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
     until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
     resolution: Resolution = "auto",
-    tenant: TenantOpt = None,
 ) -> list[ResourceHistoryPoint]:
-    now = datetime.now(UTC)
     start, end = time_range(since, until, now)
-    service = find_service(services, id, principal, tenant)
-    segments = (
-        tiers(start, end, now, services.retention)
-        if resolution == "auto"
-        else [(start, end, resolution)]
-    )
-    return [
-        ResourceHistoryPoint.of(p)
-        for seg_start, seg_end, tier in segments
-        for p in resources.history(service.tenant_id, service.name, seg_start, seg_end, tier)
-    ]
+    return service_views.resource_history(service, services, resources, start, end, resolution, now)
 
 
 @router.post(
@@ -311,13 +186,12 @@ def get_resource_history(
     responses=responses(401, 403, 404, 409, 422),
 )
 def run_connection_test(
-    id: ServiceRef,
     principal: Operator,
+    service: ServiceDep,
     services: ServicesDep,
     policy: MetricsPolicyDep,
-    tenant: TenantOpt = None,
+    now: Now,
 ) -> ConnectionTestResult:
-    service = find_service(services, id, principal, tenant)
     if service.check is None:
         raise Conflict(
             f"service {service.name!r} has no declared check to run; declare one with "
@@ -334,7 +208,8 @@ def run_connection_test(
     )
     # slow I/O outside any transaction; the result is stored after
     result = run_check(spec)
-    checked_at = datetime.now(UTC)
+    # stamped with the request's time, when the check began
+    checked_at = now
     services.record(
         [
             CheckReport(
@@ -384,13 +259,13 @@ def declare_service(
     resources: ResourcesDep,
     settings: SettingsDep,
     response: Response,
+    now: Now,
     tenant: Annotated[
         str | None,
         Query(description="the tenant to declare it in; default: your token's only tenant"),
     ] = None,
 ) -> ConnectedService:
     target_tenant = _tenant_to_write(principal, tenant, settings.default_tenant)
-    now = datetime.now(UTC)
     service, created = services.declare(
         target_tenant,
         name,
@@ -402,7 +277,7 @@ def declare_service(
     )
     if created:
         response.status_code = 201
-    [described] = describe(services, resources, [service], now)
+    [described] = service_views.describe(services, resources, [service], now)
     return described
 
 

@@ -8,13 +8,12 @@ hand out more than it holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 
-from b2c_monitoring.api.deps import Admin, TokensDep
+from b2c_monitoring.api.deps import Admin, Now, TokensDep
 from b2c_monitoring.api.models import TokenCreate, TokenCreated, TokenInfo, TokenList
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.auth import Principal
@@ -49,11 +48,10 @@ def check_within_scope(principal: Principal, tenants: Sequence[str] | None) -> N
     summary="Create a token; its secret is in this answer only",
     responses=responses(401, 403, 422),
 )
-def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep) -> TokenCreated:
+def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep, now: Now) -> TokenCreated:
     tenants = sorted(set(body.tenants)) if body.tenants is not None else None
     services = sorted(set(body.services)) if body.services is not None else None
     check_within_scope(principal, tenants)
-    now = datetime.now(UTC)
     if body.expires_at is not None and body.expires_at <= now:
         raise RequestValidationError(
             [
@@ -89,12 +87,12 @@ def create_token(body: TokenCreate, principal: Admin, tokens: TokensDep) -> Toke
 def list_tokens(
     principal: Admin,
     tokens: TokensDep,
+    now: Now,
     include_revoked: Annotated[
         bool, Query(alias="includeRevoked", description="also list revoked tokens")
     ] = False,
 ) -> TokenList:
     records = tokens.list(principal.tenants, include_revoked=include_revoked)
-    now = datetime.now(UTC)
     return TokenList(items=[TokenInfo.of(r, now) for r in records])
 
 
@@ -111,6 +109,6 @@ def revoke_token(
     token_id: Annotated[str, Path(max_length=64, description="the token's id")],
     principal: Admin,
     tokens: TokensDep,
+    now: Now,
 ) -> TokenInfo:
-    now = datetime.now(UTC)
     return TokenInfo.of(tokens.revoke(token_id, now, principal.tenants, actor=principal), now)
