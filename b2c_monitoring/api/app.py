@@ -31,6 +31,7 @@ from b2c_monitoring.api.routes import (
     services,
     tokens,
 )
+from b2c_monitoring.api.storable_text import StorableTextGuard
 from b2c_monitoring.hub import server as hub_server
 from b2c_monitoring.hub.backplane import Backplane
 from b2c_monitoring.settings import Settings
@@ -105,6 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
         es, f"{settings.logs_index}*", default_tenant=settings.default_tenant
     )
     problems.install(app)
+    # before observe_request, which is added after it and so runs outside it: refusals count
+    app.add_middleware(StorableTextGuard)
     app.middleware("http")(observe_request)
     app.include_router(jobs.router)
     app.include_router(services.router)

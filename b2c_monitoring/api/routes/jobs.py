@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import JobsDep, LogsDep, Viewer, WindowPolicyDep
@@ -18,7 +17,7 @@ from b2c_monitoring.api.models import (
     SchedulerJob,
     SchedulerJobDetail,
 )
-from b2c_monitoring.api.params import TenantFilter
+from b2c_monitoring.api.params import TenantFilter, Timestamp
 from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.auth import Principal
 from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
@@ -106,10 +105,10 @@ def list_jobs(
     ] = None,
     tenant: TenantFilter = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="createdAt at or after (ISO 8601 with offset)")
+        Timestamp | None, Query(description="createdAt at or after (ISO 8601 with offset)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="createdAt before (ISO 8601 with offset)")
+        Timestamp | None, Query(description="createdAt before (ISO 8601 with offset)")
     ] = None,
     flag: Annotated[JobFlag | None, Query(description="only stalled or only overdue jobs")] = None,
     q: Annotated[

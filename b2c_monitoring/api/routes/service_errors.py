@@ -21,7 +21,7 @@ from typing import IO, Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, StringConstraints
+from pydantic import BaseModel, StringConstraints
 
 from b2c_monitoring.api.deps import ErrorsDep, JobsDep, ResourcesDep, ServicesDep, Viewer
 from b2c_monitoring.api.error_models import (
@@ -34,7 +34,7 @@ from b2c_monitoring.api.error_models import (
     export_row,
 )
 from b2c_monitoring.api.models import JobTimelineEntry, SchedulerJob
-from b2c_monitoring.api.params import time_range
+from b2c_monitoring.api.params import Timestamp, time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.routes.job_logs import decode_cursor, encode_cursor
 from b2c_monitoring.api.routes.services import (
@@ -63,10 +63,8 @@ BUNDLE_MAX_ERRORS: Final = 100_000
 BUNDLE_MAX_JOBS: Final = 200
 _CHUNK: Final = 64 * 1024
 
-Since = Annotated[
-    AwareDatetime | None, Query(description="records at or after (ISO 8601 with offset)")
-]
-Until = Annotated[AwareDatetime | None, Query(description="records before (ISO 8601 with offset)")]
+Since = Annotated[Timestamp | None, Query(description="records at or after (ISO 8601 with offset)")]
+Until = Annotated[Timestamp | None, Query(description="records before (ISO 8601 with offset)")]
 Text = Annotated[
     str | None,
     Query(min_length=1, max_length=200, description="words that all occur in the message"),
@@ -98,6 +96,19 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=1024, description="nextCursor of the last page")]
 
 _BINARY: Final = {"schema": {"type": "string", "format": "binary"}}
+# the JSON export is a document (what _json_export writes), not an opaque file
+_JSON_EXPORT: Final = {
+    "schema": {
+        "type": "object",
+        "required": ["service", "serviceId", "tenantId", "since", "until", "exportedAt", "items"],
+        "properties": {
+            **{k: {"type": "string"} for k in ("service", "serviceId", "tenantId")},
+            **{k: {"type": "string", "format": "date-time"} for k in ("since", "until")},
+            "exportedAt": {"type": "string", "format": "date-time"},
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+}
 
 
 def _query(
@@ -267,8 +278,8 @@ def list_error_patterns(
     principal: Viewer,
     services: ServicesDep,
     errors: ErrorsDep,
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="at most this many patterns")] = 20,
     jobs: Annotated[
         bool,
@@ -341,7 +352,7 @@ def _safe(name: str) -> str:
     responses={
         200: {
             "description": "the export, as an attachment",
-            "content": {"application/json": _BINARY, "text/csv": _BINARY},
+            "content": {"application/json": _JSON_EXPORT, "text/csv": _BINARY},
         },
         **responses(401, 403, 404, 409, 422, 503),
     },
@@ -352,8 +363,8 @@ def export_errors(
     services: ServicesDep,
     errors: ErrorsDep,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     communication_only: Annotated[
         bool, Query(alias="communicationOnly", description="only communication errors")
     ] = False,
@@ -535,8 +546,8 @@ def support_bundle(
     resources: ResourcesDep,
     errors: ErrorsDep,
     jobs: JobsDep,
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     tenant: TenantOpt = None,
 ) -> StreamingResponse:
     start, end = time_range(since, until, datetime.now(UTC))

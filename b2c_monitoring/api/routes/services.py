@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime
 
 from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import (
@@ -23,7 +22,7 @@ from b2c_monitoring.api.deps import (
     SettingsDep,
     Viewer,
 )
-from b2c_monitoring.api.params import TenantFilter, time_range
+from b2c_monitoring.api.params import TenantFilter, Timestamp, time_range
 from b2c_monitoring.api.problems import invalid_cursor, responses
 from b2c_monitoring.api.service_models import (
     ConnectedService,
@@ -200,9 +199,9 @@ def get_latency(
     principal: Viewer,
     services: ServicesDep,
     since: Annotated[
-        AwareDatetime | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
+        Timestamp | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
     ] = None,
-    until: Annotated[AwareDatetime | None, Query(description="to; default now")] = None,
+    until: Annotated[Timestamp | None, Query(description="to; default now")] = None,
     resolution: Annotated[
         Resolution,
         Query(
@@ -280,8 +279,8 @@ def get_resource_history(
     principal: Viewer,
     services: ServicesDep,
     resources: ResourcesDep,
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     resolution: Resolution = "auto",
     tenant: TenantOpt = None,
 ) -> list[ResourceHistoryPoint]:
