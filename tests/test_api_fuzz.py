@@ -23,7 +23,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from b2c_monitoring.api.app import create_app
@@ -42,7 +41,6 @@ CHECKS = [
     openapi_checks.content_type_conformance,
     openapi_checks.response_headers_conformance,
     openapi_checks.response_schema_conformance,
-    openapi_checks.positive_data_acceptance,
 ]
 
 
@@ -102,14 +100,14 @@ def test_the_api_serves_this_document(api_url: str, session: requests.Session) -
     derandomize=True,
 )
 def test_every_operation_answers_as_documented(
-    case: schemathesis.Case,
+    case: schemathesis.Case[Any],
     api_url: str,
     fuzz_tokens: FuzzTokens,
     session: requests.Session,
 ) -> None:
-    if case.method == "DELETE" and case.path == "/api/admin/tokens/{token_id}":
-        if str((case.path_parameters or {}).get("token_id")) in fuzz_tokens.ids:
-            return
+    own_token = str((case.path_parameters or {}).get("token_id")) in fuzz_tokens.ids
+    if case.method == "DELETE" and case.path == "/api/admin/tokens/{token_id}" and own_token:
+        return
     for secret in fuzz_tokens.secrets.values():
         case.call_and_validate(
             base_url=api_url,
@@ -120,4 +118,3 @@ def test_every_operation_answers_as_documented(
         )
 
 
-_ = GenerationMode

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Route
 
 from b2c_monitoring.errors import (
     B2CError,
@@ -95,7 +95,7 @@ def allowed_methods(request: Request) -> list[str]:
     """
     methods: set[str] = set()
     for route in request.app.router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
             methods |= route.methods or set()
     return sorted(methods)
 
@@ -190,10 +190,10 @@ def install(app: FastAPI) -> None:
         response = problem_response(
             request, exc.status_code, slug, slug.replace("-", " ").capitalize(), str(exc.detail)
         )
-        if exc.status_code == 405:
-            response.headers["Allow"] = ", ".join(allowed_methods(request))
-        elif exc.headers:
+        if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405 and (methods := allowed_methods(request)):
+            response.headers["Allow"] = ", ".join(methods)
         return response
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
