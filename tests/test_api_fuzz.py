@@ -116,5 +116,3 @@ def test_every_operation_answers_as_documented(
             checks=CHECKS,
             timeout=30,
         )
-
-
