@@ -32,6 +32,7 @@ from b2c_monitoring.api.routes import (
     tokens,
 )
 from b2c_monitoring.api.routes import hub as hub_routes
+from b2c_monitoring.api.storable_text import StorableTextGuard
 from b2c_monitoring.hub.backplane import Backplane
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.alert_config import AlertConfigStore
@@ -113,6 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
         ),
     )
     problems.install(app)
+    # before observe_request, which is added after it and so runs outside it: refusals count
+    app.add_middleware(StorableTextGuard)
     app.middleware("http")(observe_request)
     app.include_router(jobs.router)
     app.include_router(services.router)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from b2c_monitoring.errors import (
     B2CError,
@@ -58,6 +59,7 @@ _STATUS_SLUGS = {
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",
+    413: "too-large",
     422: "invalid-request",
 }
 
@@ -99,6 +101,19 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": Problem, "description": _STATUS_SLUGS.get(s, "error")} for s in statuses}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers (RFC 9110: ``Allow`` of a 405).
+
+    Starlette's own ``Allow`` names the methods of the first route that matched the
+    path, and a path here is often several routes (``GET`` and ``POST`` of a list).
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
     """Error responses are documented as application/problem+json, as they are sent.
 
@@ -112,10 +127,36 @@ def problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def edge_responses(schema: dict[str, Any]) -> dict[str, Any]:
+    """The problems every operation can give before its route runs, documented once.
+
+    422: a string no store can hold (``storable_text``), on any operation; 400: a body
+    that is not JSON, 413: a body over ``storable_text.MAX_BODY_BYTES``, on those
+    that take one.
+    """
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            edge = [422] + ([400, 413] if "requestBody" in operation else [])
+            answers = operation.setdefault("responses", {})
+            for status in edge:
+                answers.setdefault(
+                    str(status),
+                    {
+                        "description": _STATUS_SLUGS.get(status, "error"),
+                        "content": {PROBLEM_JSON: {"schema": problem}},
+                    },
+                )
+    schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+        "Problem", Problem.model_json_schema()
+    )
+    return schema
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_type(FastAPI.openapi(app))
+            app.openapi_schema = edge_responses(problem_media_type(FastAPI.openapi(app)))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -151,9 +192,14 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         slug = _STATUS_SLUGS.get(exc.status_code, "error")
-        return problem_response(
+        response = problem_response(
             request, exc.status_code, slug, slug.replace("-", " ").capitalize(), str(exc.detail)
         )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        if exc.status_code == 405 and (methods := allowed_methods(request)):
+            response.headers["Allow"] = ", ".join(methods)
+        return response
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from b2c_monitoring.api import cursors
 from b2c_monitoring.api.command_models import AuditEntry, AuditPage
 from b2c_monitoring.api.deps import Admin, AuditDep
-from b2c_monitoring.api.params import TenantFilter
+from b2c_monitoring.api.params import TenantFilter, Timestamp
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.storage.audit import AuditQuery
 
@@ -32,7 +31,7 @@ def list_audit(
         list[str] | None, Query(description="repeatable, e.g. job.cancel", max_length=64)
     ] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="at or after (ISO 8601 with offset)")
+        Timestamp | None, Query(description="at or after (ISO 8601 with offset)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[

@@ -6,10 +6,9 @@ from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from b2c_monitoring.api.deps import HealthDep, MetricsPolicyDep, Now, ServicesDep, Viewer
-from b2c_monitoring.api.params import TenantFilter, time_range
+from b2c_monitoring.api.params import TenantFilter, Timestamp, time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
     ComponentCounts,
@@ -103,9 +102,9 @@ def history(
     tenant: TenantFilter = None,
     component: ComponentFilter = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
+        Timestamp | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
     ] = None,
-    until: Annotated[AwareDatetime | None, Query(description="to; default now")] = None,
+    until: Annotated[Timestamp | None, Query(description="to; default now")] = None,
 ) -> HealthHistory:
     start, end = time_range(since, until, now)
     changes = health.history(HealthQuery(principal.scope(tenant), component), start, end)

@@ -11,11 +11,12 @@ import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import StringConstraints
 
 from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import JobDep, LogsDep
 from b2c_monitoring.api.models import JobLogLine, JobLogPage
+from b2c_monitoring.api.params import Timestamp
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.severity import LogLevel
 
@@ -58,10 +59,10 @@ def get_job_logs(
         Query(min_length=1, max_length=200, description="words that all occur in the message"),
     ] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="records at or after (ISO 8601 with offset)")
+        Timestamp | None, Query(description="records at or after (ISO 8601 with offset)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="records before (ISO 8601 with offset)")
+        Timestamp | None, Query(description="records before (ISO 8601 with offset)")
     ] = None,
     order: Annotated[
         Literal["asc", "desc"], Query(description="asc: oldest first; desc: newest first")

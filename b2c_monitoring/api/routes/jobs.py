@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from b2c_monitoring.api import cursors
 from b2c_monitoring.api.deps import JobDep, JobsDep, LogsDep, Now, Viewer, WindowPolicyDep
@@ -18,7 +17,7 @@ from b2c_monitoring.api.models import (
     SchedulerJob,
     SchedulerJobDetail,
 )
-from b2c_monitoring.api.params import TenantFilter
+from b2c_monitoring.api.params import TenantFilter, Timestamp
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS, JobState
 from b2c_monitoring.errors import StorageError
@@ -74,10 +73,10 @@ def list_jobs(
     ] = None,
     tenant: TenantFilter = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="createdAt at or after (ISO 8601 with offset)")
+        Timestamp | None, Query(description="createdAt at or after (ISO 8601 with offset)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="createdAt before (ISO 8601 with offset)")
+        Timestamp | None, Query(description="createdAt before (ISO 8601 with offset)")
     ] = None,
     flag: Annotated[JobFlag | None, Query(description="only stalled or only overdue jobs")] = None,
     q: Annotated[

@@ -20,7 +20,7 @@ from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import StringConstraints
 
 from b2c_monitoring.api.deps import ErrorsDep, JobsDep, Now, ResourcesDep, ServiceDep, ServicesDep
 from b2c_monitoring.api.error_models import (
@@ -32,7 +32,7 @@ from b2c_monitoring.api.error_models import (
     ServiceErrorPage,
     export_row,
 )
-from b2c_monitoring.api.params import time_range
+from b2c_monitoring.api.params import Timestamp, time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_views import (
     BUNDLE_MAX_ERRORS,
@@ -53,10 +53,8 @@ MAX_EXPORT_ITEMS: Final = 1_000_000
 DEFAULT_EXPORT_ITEMS: Final = 100_000
 _CHUNK: Final = 64 * 1024
 
-Since = Annotated[
-    AwareDatetime | None, Query(description="records at or after (ISO 8601 with offset)")
-]
-Until = Annotated[AwareDatetime | None, Query(description="records before (ISO 8601 with offset)")]
+Since = Annotated[Timestamp | None, Query(description="records at or after (ISO 8601 with offset)")]
+Until = Annotated[Timestamp | None, Query(description="records before (ISO 8601 with offset)")]
 Text = Annotated[
     str | None,
     Query(min_length=1, max_length=200, description="words that all occur in the message"),
@@ -88,6 +86,19 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=1024, description="nextCursor of the last page")]
 
 _BINARY: Final = {"schema": {"type": "string", "format": "binary"}}
+# the JSON export is a document (what _json_export writes), not an opaque file
+_JSON_EXPORT: Final = {
+    "schema": {
+        "type": "object",
+        "required": ["service", "serviceId", "tenantId", "since", "until", "exportedAt", "items"],
+        "properties": {
+            **{k: {"type": "string"} for k in ("service", "serviceId", "tenantId")},
+            **{k: {"type": "string", "format": "date-time"} for k in ("since", "until")},
+            "exportedAt": {"type": "string", "format": "date-time"},
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+}
 
 
 @router.get(
@@ -193,8 +204,8 @@ def list_error_patterns(
     service: ServiceDep,
     errors: ErrorsDep,
     now: Now,
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="at most this many patterns")] = 20,
     jobs: Annotated[
         bool,
@@ -264,7 +275,7 @@ def _stamp(moment: datetime) -> str:
     responses={
         200: {
             "description": "the export, as an attachment",
-            "content": {"application/json": _BINARY, "text/csv": _BINARY},
+            "content": {"application/json": _JSON_EXPORT, "text/csv": _BINARY},
         },
         **responses(401, 403, 404, 409, 422, 503),
     },
@@ -274,8 +285,8 @@ def export_errors(
     errors: ErrorsDep,
     now: Now,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     communication_only: Annotated[
         bool, Query(alias="communicationOnly", description="only communication errors")
     ] = False,
@@ -332,8 +343,8 @@ def support_bundle(
     errors: ErrorsDep,
     jobs: JobsDep,
     now: Now,
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
 ) -> StreamingResponse:
     start, end = time_range(since, until, now)
     # built before the response starts, so a failing store is a problem document; on

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime
 
 from b2c_monitoring.api import cursors, service_views
 from b2c_monitoring.api.deps import (
@@ -24,7 +23,7 @@ from b2c_monitoring.api.deps import (
     SettingsDep,
     Viewer,
 )
-from b2c_monitoring.api.params import TenantFilter, time_range
+from b2c_monitoring.api.params import TenantFilter, Timestamp, time_range
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.api.service_models import (
     ConnectedService,
@@ -115,9 +114,9 @@ def get_latency(
     services: ServicesDep,
     now: Now,
     since: Annotated[
-        AwareDatetime | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
+        Timestamp | None, Query(description="from (ISO 8601 with offset); default until - 24 h")
     ] = None,
-    until: Annotated[AwareDatetime | None, Query(description="to; default now")] = None,
+    until: Annotated[Timestamp | None, Query(description="to; default now")] = None,
     resolution: Annotated[
         Resolution,
         Query(
@@ -167,8 +166,8 @@ def get_resource_history(
     services: ServicesDep,
     resources: ResourcesDep,
     now: Now,
-    since: Annotated[AwareDatetime | None, Query(description="default until - 24 h")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="default now")] = None,
+    since: Annotated[Timestamp | None, Query(description="default until - 24 h")] = None,
+    until: Annotated[Timestamp | None, Query(description="default now")] = None,
     resolution: Resolution = "auto",
 ) -> list[ResourceHistoryPoint]:
     start, end = time_range(since, until, now)
