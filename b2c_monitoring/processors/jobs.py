@@ -264,6 +264,25 @@ class _Draft:
         )
 
 
+def timeline_entry(report: JobReport) -> JobChange:
+    """The timeline row of one report: what that report said, at its own time.
+
+    One row per distinct report whatever the order and however often it arrived
+    (telemetry contract, "The job timeline"); unlike the derived changes, it does not
+    depend on the reports stored before it. Progress is the report's own (a
+    ``succeeded`` report counts as 100, one without progress as 0); the error message
+    only on a ``failed`` report, as on the job.
+    """
+    return JobChange(
+        tenant_id=report.tenant_id,
+        job_id=report.job_id,
+        status=report.state,
+        progress_percent=_reported_progress(report),
+        at=report.at,
+        error_message=report.error_message if report.state is JobState.FAILED else None,
+    )
+
+
 def derive(job: Job | None, report: JobReport, now: datetime) -> tuple[Job, list[JobChange]]:
     """Apply one report to the stored job (``None`` if unknown so far).
 

@@ -6,11 +6,16 @@
    replicas lock in the same order);
 2. derive every job in Python (``processors/jobs.py``, pure);
 3. insert the new jobs with one ``COPY``; update the changed ones by a ``COPY`` into
-   a staging table and one statement from there; append their changes with one
-   ``COPY``.
+   a staging table and one statement from there;
+4. add a timeline row for every distinct report of the batch, changed job or not
+   (a report redelivered after a later one derives no change but belongs in the
+   timeline): one ``COPY``, and when a row is already there (the unique key
+   ``job_changes_report``, 0018, refuses the ``COPY``) the transaction again with the
+   rows staged and inserted ``ON CONFLICT DO NOTHING``. Redelivery is rare, so the
+   common path stays a plain ``COPY``.
 
 A deadlock or serialization failure between replicas retries the whole transaction,
-and so does a primary-key violation: another replica inserted one of the new jobs
+and so does a unique violation: a timeline row already stored (see 4), or a primary-key violation: another replica inserted one of the new jobs
 meanwhile, and the next attempt finds it in step 1 and merges onto it.
 """
 
@@ -34,7 +39,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.live_events import job_status_changed
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
-from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
+from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all, timeline_entry
 from b2c_monitoring.storage.db import copy_rows, retry_conflicts, translate_errors
 from b2c_monitoring.storage.hub_events import publish
 from b2c_monitoring.storage.job_windows import WINDOWS_JOIN, flag_condition, flag_params
@@ -83,6 +88,22 @@ _COPY_CHANGES: Final = (
     "recorded_at) FROM STDIN (FORMAT BINARY)"
 )
 _CHANGE_TYPES: Final = ("text", "text", "text", "int2", "timestamptz", "text", "timestamptz")
+_CHANGE_COLUMNS: Final = (
+    "tenant_id, job_id, status, progress_percent, at, error_message, recorded_at"
+)
+# the timeline's unique key (0018): a report already in the timeline
+_REPORT_KEY: Final = "job_changes_report"
+_CHANGE_STAGE: Final = "job_changes_stage"
+_CREATE_CHANGE_STAGE: Final = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CHANGE_STAGE} (tenant_id text, job_id text, "
+    "status text, progress_percent smallint, at timestamptz, error_message text, "
+    "recorded_at timestamptz) ON COMMIT DELETE ROWS"
+)
+_COPY_CHANGE_STAGE: Final = f"COPY {_CHANGE_STAGE} ({_CHANGE_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_INSERT_CHANGES: Final = (
+    f"INSERT INTO job_changes ({_CHANGE_COLUMNS}) SELECT {_CHANGE_COLUMNS} FROM {_CHANGE_STAGE} "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -276,19 +297,44 @@ class JobStore:
         if not reports:
             return AppliedBatch(0, [])
         grouped = group_reports(reports)
-        return retry_conflicts(lambda: self._apply_once(grouped, now), also=(UniqueViolation,))
+        # one row per distinct report; dict: the batch's order, duplicates dropped
+        timeline = list(dict.fromkeys(timeline_entry(r) for r in reports))
+        redelivered = False
 
-    def _apply_once(self, grouped: dict[JobKey, list[JobReport]], now: datetime) -> AppliedBatch:
+        def once() -> AppliedBatch:
+            nonlocal redelivered
+            try:
+                return self._apply_once(grouped, timeline, now, redelivered)
+            except UniqueViolation as exc:
+                if exc.diag.constraint_name == _REPORT_KEY:
+                    redelivered = True
+                raise
+
+        return retry_conflicts(once, also=(UniqueViolation,))
+
+    def _apply_once(
+        self,
+        grouped: dict[JobKey, list[JobReport]],
+        timeline: list[JobChange],
+        now: datetime,
+        redelivered: bool,
+    ) -> AppliedBatch:
         with self._pool.connection() as conn:
             if conn not in self._staged:
-                # in a transaction of its own: one rolled back would take the table along
+                # in a transaction of its own: one rolled back would take the tables along
                 conn.execute(_CREATE_STAGE)
+                conn.execute(_CREATE_CHANGE_STAGE)
                 conn.commit()
                 self._staged.add(conn)
-            return self._apply_in(conn, grouped, now)
+            return self._apply_in(conn, grouped, timeline, now, redelivered)
 
     def _apply_in(
-        self, conn: psycopg.Connection[Any], grouped: dict[JobKey, list[JobReport]], now: datetime
+        self,
+        conn: psycopg.Connection[Any],
+        grouped: dict[JobKey, list[JobReport]],
+        timeline: list[JobChange],
+        now: datetime,
+        redelivered: bool,
     ) -> AppliedBatch:
         changes: list[JobChange] = []
         inserts: list[Job] = []
@@ -308,17 +354,18 @@ class JobStore:
             if updates:
                 copy_rows(cur, _COPY_STAGE, _JOB_TYPES, map(_row, updates))
                 cur.execute(_UPDATE)
+            rows = (
+                (c.tenant_id, c.job_id, c.status.value, c.progress_percent, c.at,
+                 c.error_message, now)
+                for c in timeline
+            )  # fmt: skip
+            if redelivered:
+                copy_rows(cur, _COPY_CHANGE_STAGE, _CHANGE_TYPES, rows)
+                cur.execute(_INSERT_CHANGES)
+            else:
+                copy_rows(cur, _COPY_CHANGES, _CHANGE_TYPES, rows)
+            # the hub tells what moved a job; a redelivered report moves nothing
             if changes:
-                copy_rows(
-                    cur,
-                    _COPY_CHANGES,
-                    _CHANGE_TYPES,
-                    (
-                        (c.tenant_id, c.job_id, c.status.value, c.progress_percent, c.at,
-                         c.error_message, now)
-                        for c in changes
-                    ),
-                )  # fmt: skip
                 job_types = {(j.tenant_id, j.job_id): j.job_type for j in (*inserts, *updates)}
                 publish(conn, job_status_changed(changes, job_types))
             return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
