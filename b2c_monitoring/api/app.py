@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Response
@@ -93,7 +94,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.health = HealthStore(pool)
     app.state.resources = ResourceStore(pool)
     app.state.job_windows = JobWindowStore(pool)
-    app.state.job_commands = JobCommandStore(pool)
+    app.state.job_commands = JobCommandStore(
+        pool, expiry=timedelta(seconds=settings.job_command_expiry_s)
+    )
     app.state.audit = AuditStore(pool)
     app.state.command_waiters = command_waiters
     # the real-time hub /hubs/job-status (api/routes/hub.py)

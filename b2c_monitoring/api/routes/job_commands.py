@@ -129,5 +129,7 @@ def job_commands(
 ) -> JobCommandList:
     job = find_job(jobs, principal, job_id, tenant)
     return JobCommandList(
-        items=[JobCommand.of(c) for c in commands.for_job(job.tenant_id, job.job_id)]
+        items=[
+            JobCommand.of(c) for c in commands.for_job(job.tenant_id, job.job_id, datetime.now(UTC))
+        ]
     )
