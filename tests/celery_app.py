@@ -47,6 +47,37 @@ if os.environ.get("B2C_TEST_CELERY_INSTRUMENT", "1") == "1":
     )
 
 
+if os.environ.get("B2C_TEST_CELERY_OTEL") == "1":
+    # the zero-code path: only opentelemetry-instrumentation-celery, no b2c library
+    from celery.signals import worker_process_init
+
+    @worker_process_init.connect(weak=False)
+    def _trace(**_: Any) -> None:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider(
+            resource=Resource.create(
+                {
+                    "service.name": os.environ.get("B2C_TEST_CELERY_SERVICE", "celery-otel"),
+                    "tenant.id": os.environ.get("B2C_TEST_CELERY_TENANT", ""),
+                }
+            )
+        )
+        exporter = OTLPSpanExporter(
+            endpoint=os.environ["B2C_TEST_CELERY_OTLP"],
+            insecure=True,
+            headers={"authorization": f"Bearer {os.environ['B2C_TEST_CELERY_INGEST_TOKEN']}"},
+        )
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+        trace.set_tracer_provider(provider)
+        CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
+
+
 @app.task
 def add(x: int, y: int, tenant: str | None = None) -> int:
     return x + y

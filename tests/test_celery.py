@@ -257,3 +257,69 @@ def test_b2c_jobs_retry_runs_it_again_with_the_same_arguments(
     # ...and b2c stored none of them
     assert secret not in json.dumps(retried)
     app.app.control.revoke(new_job_id, terminate=True)
+
+
+def test_an_app_traced_only_with_opentelemetry_instrumentation_celery_shows_its_tasks_as_jobs(
+    served: Served,
+    redis: RedisServer,
+    pool: psycopg_pool.ConnectionPool,
+    api: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    """No b2c library in the worker: the collector's transform/celery_jobs turns its
+    run/<task> spans into job-state reports."""
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    service = f"celery-otel-{uuid.uuid4().hex[:8]}"
+    env = {
+        **celery_env(served, redis, tenant, service, "unused"),
+        "B2C_TEST_CELERY_INSTRUMENT": "0",
+        "B2C_TEST_CELERY_OTEL": "1",
+    }
+    with (tmp_path / "worker.log").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.celery_app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"{service}@%h",
+                "-Q",
+                service,
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    operator = token(pool, Role.OPERATOR, [tenant])
+    try:
+        from celery import Celery
+
+        producer = Celery(broker=redis.url, backend=redis.url)
+        ok = producer.send_task("tests.celery_app.add", args=(1, 2), queue=service)
+        bad = producer.send_task("tests.celery_app.boom", args=("PIM down",), queue=service)
+        assert ok.get(timeout=60) == 3
+        done = eventually(
+            job_state(api, operator, ok.id, "succeeded"), timeout=30, what="the traced run"
+        )
+        assert done["jobType"] == "tests.celery_app.add"
+        assert done["serviceName"] == service
+        failed = eventually(
+            job_state(api, operator, bad.id, "failed"), timeout=30, what="the failed run"
+        )
+        assert "PIM down" in failed["errorMessage"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
