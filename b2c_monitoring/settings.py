@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     alert_retention_days: int = Field(default=90, ge=2, le=3650)
     # a command declined by the runners that polled fails once none took it this long
     job_command_decline_window_s: int = Field(default=10, ge=1, le=3600)
+    # a command that no runner claimed within this many seconds of its request ends
+    # expired (nothing of the job's service polls); the API, CLI and console say so
+    job_command_expiry_s: int = Field(default=60, ge=1, le=86400)
     # Records deleted by the maintenance round (storage/retention.py), in batches of 5,000
     # rows per transaction, for at most B2C_RETENTION_BUDGET_S a round (the rest waits for
     # the next round): jobs B2C_JOB_RETENTION_DAYS after they finished and were last

@@ -352,6 +352,67 @@ def test_a_cancel_for_a_job_no_runner_has_is_declined_then_fails_with_the_reason
     assert again.json()["id"] != failed["id"]
 
 
+def test_a_command_no_runner_takes_expires_and_the_api_and_cli_say_so(
+    served: Served, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    """Nothing of the job's service polls (a Celery app without the integration): the
+    command must not stay pending for ever."""
+    job_id = seed_job(pool, tenant, JobState.RUNNING, f"gone-{uuid.uuid4().hex[:8]}")
+    operator = token(pool, Role.OPERATOR, [tenant])
+    first = api.post(f"/api/admin/jobs/{job_id}/cancel", headers=bearer(operator)).json()
+    assert first["state"] == "pending"
+    # within the expiry (60 s) it is still pending
+    listed = api.get(f"/api/admin/jobs/{job_id}/commands", headers=bearer(operator)).json()
+    assert [c["state"] for c in listed["items"]] == ["pending"]
+    with pool.connection() as conn:  # as if it had been requested two minutes ago
+        conn.execute(
+            "UPDATE job_commands SET requested_at = requested_at - interval '2 minutes' "
+            "WHERE id = %s",
+            (uuid.UUID(first["id"]),),
+        )
+    listed = api.get(f"/api/admin/jobs/{job_id}/commands", headers=bearer(operator)).json()
+    (expired,) = listed["items"]
+    assert expired["state"] == "expired"
+    assert expired["doneAt"] is not None
+    assert "no job runner of gone-" in expired["result"]["error"]
+    shown = cli(served.url, operator, "jobs", "commands", job_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "expired" in shown.stdout
+    assert "no job runner of" in shown.stdout
+    as_json = cli(served.url, operator, "jobs", "commands", job_id, "--json")
+    assert json.loads(as_json.stdout)["items"][0]["state"] == "expired"
+    # an expired command does not answer a new request: a new one is made
+    again = api.post(f"/api/admin/jobs/{job_id}/cancel", headers=bearer(operator))
+    assert again.status_code == 202
+    assert again.json()["id"] != first["id"]
+    assert again.json()["state"] == "pending"
+
+
+def test_the_maintenance_round_expires_commands_nobody_reads(
+    pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    store = JobCommandStore(pool, expiry=timedelta(seconds=60))
+    now = datetime.now(UTC)
+    service = f"gone-{uuid.uuid4().hex[:8]}"
+    (job,) = JobStore(pool).get(seed_job(pool, tenant, JobState.RUNNING, service), [tenant])
+    command = new_command(
+        CommandKind.CANCEL,
+        job,
+        command_id=str(uuid.uuid4()),
+        requested_by="test",
+        requested_by_token=None,
+        now=now - timedelta(seconds=61),
+    )
+    store.request(command)
+    store.expire(now - timedelta(seconds=2))  # 59 s old then: not yet
+    assert store.for_job(tenant, job.job_id)[0].state is CommandState.PENDING
+    store.expire(now)
+    (stored,) = store.for_job(tenant, job.job_id)
+    assert stored.state is CommandState.EXPIRED
+    # a runner polling after the expiry is not handed it
+    assert store.claim(service, [tenant], "late", now, lease=LEASE) == []
+
+
 # refusals
 
 

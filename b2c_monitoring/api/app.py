@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Response
@@ -99,7 +100,9 @@ def create_app(settings: Settings) -> FastAPI:
             health=HealthStore(pool),
             resources=ResourceStore(pool),
             job_windows=JobWindowStore(pool),
-            job_commands=JobCommandStore(pool),
+            job_commands=JobCommandStore(
+                pool, expiry=timedelta(seconds=settings.job_command_expiry_s)
+            ),
             audit=AuditStore(pool),
             alerts=AlertStore(pool),
             alert_config=AlertConfigStore(pool),

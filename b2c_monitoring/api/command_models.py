@@ -36,7 +36,8 @@ class JobCommand(ApiModel):
     service_name: str = Field(description="service.name of the job: whose runner acts")
     state: jc.CommandState = Field(
         description="pending: waiting for a runner; claimed: a runner acts on it (claimable "
-        "again when not marked within its lease); done; failed: see result.error"
+        "again when not marked within its lease); done; failed: see result.error; expired: "
+        "no runner claimed it within B2C_JOB_COMMAND_EXPIRY_S (see result.error)"
     )
     requested_by: str = Field(description="the name of the token that asked")
     requested_at: datetime

@@ -231,6 +231,12 @@ class ApiClient:
             "POST", f"/api/admin/jobs/{quote(job_id, safe='')}/{kind}", {"tenant": tenant}
         )
 
+    def job_commands(self, job_id: str, tenant: str | None = None) -> ApiResult:
+        """The retry and cancel commands of a job, newest first."""
+        return self.request(
+            "GET", f"/api/admin/jobs/{quote(job_id, safe='')}/commands", {"tenant": tenant}
+        )
+
     def list_audit(
         self,
         *,

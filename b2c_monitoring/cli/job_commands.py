@@ -57,3 +57,47 @@ def retry(job_id: JobIdArg, tenant: TenantOpt = None, json: JsonOpt = False) -> 
 def cancel(job_id: JobIdArg, tenant: TenantOpt = None, json: JsonOpt = False) -> None:
     """Cancel a pending or running job: its service's job runner stops it."""
     _request("cancel", job_id, tenant, json)
+
+
+@handle_errors
+def commands(job_id: JobIdArg, tenant: TenantOpt = None, json: JsonOpt = False) -> None:
+    """The retry and cancel commands of a job and what became of them (newest first)."""
+    with (
+        api_client() as api,
+        when_missing(f"job {job_id}", "`b2c jobs list` shows the jobs you can see"),
+    ):
+        result = api.job_commands(job_id, tenant)
+    if json:
+        output.raw_json(result.text)
+        return
+    items: list[dict[str, Any]] = result.data["items"]
+    output.table(
+        f"Commands of job {escape(job_id)}",
+        ["kind", "state", "service", "requested at", "requested by", "outcome"],
+        [
+            (
+                c["kind"],
+                output.status(c["state"]),
+                escape(c["serviceName"]),
+                c["requestedAt"],
+                escape(c["requestedBy"]),
+                escape(_outcome(c)),
+            )
+            for c in items
+        ],
+    )
+    if any(c["state"] == "expired" for c in items):
+        output.console.print(
+            "[dim]expired: no job runner of the service took the command in time; start the "
+            "service with its runner (or the Celery / APScheduler integration) and ask again[/dim]",
+            soft_wrap=True,
+        )
+
+
+def _outcome(command: dict[str, Any]) -> str:
+    result = command.get("result") or {}
+    if "error" in result:
+        return str(result["error"])
+    if "newJobId" in result:
+        return f"new job {result['newJobId']}"
+    return "-"

@@ -23,6 +23,7 @@ app = typer.Typer(help="Scheduler jobs: list, inspect, retry and cancel.", no_ar
 
 app.command("retry")(job_commands.retry)
 app.command("cancel")(job_commands.cancel)
+app.command("commands")(job_commands.commands)
 
 _JOBS_YOU_SEE = "`b2c jobs list` shows the jobs you can see"
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")

@@ -26,6 +26,7 @@ STATUS_STYLES = {
     "succeeded": "green",
     "failed": "bold red",
     "cancelled": "magenta",
+    "expired": "bold red",
     "healthy": "green",
     "up": "green",
     "degraded": "yellow",

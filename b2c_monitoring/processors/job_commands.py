@@ -7,6 +7,7 @@ A job runner of that service claims it, acts, and marks it done or failed::
                           \\-- lease over, never marked: claimable again (at most
                               MAX_CLAIMS times, then failed: a poison command
                               cannot hold a runner for ever)
+    pending --no runner claims it within the expiry (DEFAULT_EXPIRY)--> expired
 
 A retry runs the job again as a new job id with ``scheduler.job.retry_of`` and
 ``attempt + 1``, with the parameters of the failed run: the runner recorded them as
@@ -29,6 +30,8 @@ from b2c_monitoring.processors.jobs import Job, Scalar
 PARAMS_PREFIX: Final = "params."
 DEFAULT_DECLINE_WINDOW: Final = timedelta(seconds=10)
 MAX_CLAIMS: Final = 5
+# a command no runner claimed this long after it was requested ends expired
+DEFAULT_EXPIRY: Final = timedelta(seconds=60)
 
 _CANCELLABLE: Final = frozenset({JobState.PENDING, JobState.RUNNING})
 _RETRYABLE: Final = frozenset({JobState.FAILED, JobState.CANCELLED})
@@ -44,6 +47,7 @@ class CommandState(StrEnum):
     CLAIMED = "claimed"
     DONE = "done"
     FAILED = "failed"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)

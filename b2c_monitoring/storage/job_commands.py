@@ -11,6 +11,10 @@
 - ``decline`` hands a claimed command back: its runner cannot carry it out (the job
   runs in another instance of the service). The others are notified; the decliner is
   never handed it again; one nobody takes within the decline window fails.
+- ``expire`` ends the pending commands that no runner claimed within the expiry (no
+  runner of the service polls at all): ``expired``, with the reason in ``result``. It
+  runs before every claim, request and read of a job's commands, and in the
+  processor's maintenance round, so no command stays pending with no end.
 - ``listen`` is the API's ear on the channel; the rows are the truth, the
   notification only says "look now".
 """
@@ -30,6 +34,7 @@ from psycopg.types.json import Jsonb
 from b2c_monitoring.errors import Conflict, Forbidden, NotFound
 from b2c_monitoring.processors.job_commands import (
     DEFAULT_DECLINE_WINDOW,
+    DEFAULT_EXPIRY,
     MAX_CLAIMS,
     CommandKind,
     CommandState,
@@ -50,13 +55,13 @@ _INSERT: Final = f"""
 INSERT INTO job_commands (id, tenant_id, job_id, kind, service_name, payload, requested_by,
     requested_by_token, requested_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (tenant_id, job_id, kind) WHERE state <> 'failed' DO NOTHING
+ON CONFLICT (tenant_id, job_id, kind) WHERE state NOT IN ('failed', 'expired') DO NOTHING
 RETURNING {_COLUMNS}
 """
 
 _LIVE: Final = f"""
 SELECT {_COLUMNS} FROM job_commands
-WHERE tenant_id = %s AND job_id = %s AND kind = %s AND state <> 'failed'
+WHERE tenant_id = %s AND job_id = %s AND kind = %s AND state NOT IN ('failed', 'expired')
 """
 
 _SCOPE: Final = "(%(tenants)s::text[] IS NULL OR tenant_id = ANY(%(tenants)s::text[]))"
@@ -88,6 +93,23 @@ UPDATE job_commands c SET state = 'failed', done_at = %(now)s,
     result = jsonb_build_object('error', c.decline_reason,
         'declinedBy', array_to_string(c.declined_by, ', '))
 FROM unwanted WHERE c.id = unwanted.id
+"""
+
+# never claimed (claims = 0: a claimed one is the lease's and MAX_CLAIMS' business), and
+# requested before the cutoff; %(job)s narrows it to one job's commands
+_EXPIRE: Final = """
+WITH stale AS (
+    SELECT id FROM job_commands
+    WHERE state = 'pending' AND claims = 0 AND requested_at < %(expire_cutoff)s
+      AND (%(service)s::text IS NULL OR service_name = %(service)s)
+      AND (%(tenant)s::text IS NULL OR (tenant_id = %(tenant)s AND job_id = %(job)s))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_commands c SET state = 'expired', done_at = %(now)s,
+    result = jsonb_build_object('error', 'no job runner of ' || c.service_name
+        || ' took it within ' || %(expiry_s)s || ' s; is the service running with its '
+        || 'job runner (or the Celery / APScheduler integration)?')
+FROM stale WHERE c.id = stale.id
 """
 
 _CLAIM: Final = f"""
@@ -198,9 +220,36 @@ def _check_service(
         )
 
 
+def _expire_params(
+    now: datetime,
+    expiry: timedelta,
+    *,
+    service: str | None = None,
+    tenant_id: str | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "now": now,
+        "expire_cutoff": now - expiry,
+        "expiry_s": str(int(expiry.total_seconds())),
+        "service": service,
+        "tenant": tenant_id,
+        "job": job_id,
+    }
+
+
 class JobCommandStore:
-    def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
+    def __init__(
+        self, pool: psycopg_pool.ConnectionPool, *, expiry: timedelta = DEFAULT_EXPIRY
+    ) -> None:
         self._pool = pool
+        self._expiry = expiry
+
+    def expire(self, now: datetime) -> int:
+        """End every pending command no runner claimed within the expiry; how many."""
+        with translate_errors(), self._pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(_EXPIRE, _expire_params(now, self._expiry))
+            return cur.rowcount
 
     def request(self, command: JobCommand) -> tuple[JobCommand, bool]:
         """Store ``command`` with its audit row and notify its service, in one
@@ -212,6 +261,16 @@ class JobCommandStore:
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            # an expired command of this job must not answer the new request
+            cur.execute(
+                _EXPIRE,
+                _expire_params(
+                    command.requested_at,
+                    self._expiry,
+                    tenant_id=command.tenant_id,
+                    job_id=command.job_id,
+                ),
+            )
             cur.execute(
                 _INSERT,
                 (
@@ -288,6 +347,7 @@ class JobCommandStore:
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            cur.execute(_EXPIRE, _expire_params(now, self._expiry, service=service))
             cur.execute(_GIVE_UP, params)
             cur.execute(_GIVE_UP_DECLINED, params)
             cur.execute(_CLAIM, params)
@@ -383,13 +443,18 @@ class JobCommandStore:
                     )
         return command_from_row(row)
 
-    def for_job(self, tenant_id: str, job_id: str) -> list[JobCommand]:
-        """The commands of one job, newest first."""
+    def for_job(self, tenant_id: str, job_id: str, now: datetime | None = None) -> list[JobCommand]:
+        """The commands of one job, newest first; with ``now``, those past the expiry
+        are expired first."""
         with (
             translate_errors(),
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            if now is not None:
+                cur.execute(
+                    _EXPIRE, _expire_params(now, self._expiry, tenant_id=tenant_id, job_id=job_id)
+                )
             cur.execute(
                 f"SELECT {_COLUMNS} FROM job_commands WHERE tenant_id = %s AND job_id = %s "
                 "ORDER BY requested_at DESC, id",

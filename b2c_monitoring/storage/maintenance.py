@@ -30,6 +30,7 @@ from b2c_monitoring.periodic import Periodic
 from b2c_monitoring.storage.alerts import prune_resolved as prune_resolved_alerts
 from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.health import HealthStore
+from b2c_monitoring.storage.job_commands import JobCommandStore
 from b2c_monitoring.storage.logs import LogIndices
 from b2c_monitoring.storage.metrics import MetricsPolicy
 from b2c_monitoring.storage.partitions import (
@@ -69,6 +70,8 @@ def maintain(
         finally:
             release_maintenance_lock(conn)
     report.expired_components = len(HealthStore(pool).expire(policy.stale_after, now))
+    # commands nobody polls for: their API reads expire them too, this ends the rest
+    JobCommandStore(pool).expire(now)
     return report
 
 

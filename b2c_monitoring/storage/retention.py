@@ -136,7 +136,7 @@ TABLES: Final = (
     _Table(
         "job_commands",
         lambda c: c.job_commands,
-        _single("job_commands", "id", "done_at", "state IN ('done', 'failed')"),
+        _single("job_commands", "id", "done_at", "state IN ('done', 'failed', 'expired')"),
     ),
     _Table("audit_log", lambda c: c.audit, _single("audit_log", "seq", "at")),
     _Table(

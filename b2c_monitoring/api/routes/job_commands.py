@@ -99,7 +99,7 @@ def retry_job(
     summary="The retry and cancel commands of a job, newest first",
     responses=responses(401, 403, 404, 409, 422),
 )
-def job_commands(job: JobDep, commands: JobCommandsDep) -> JobCommandList:
+def job_commands(job: JobDep, commands: JobCommandsDep, now: Now) -> JobCommandList:
     return JobCommandList(
-        items=[JobCommand.of(c) for c in commands.for_job(job.tenant_id, job.job_id)]
+        items=[JobCommand.of(c) for c in commands.for_job(job.tenant_id, job.job_id, now)]
     )

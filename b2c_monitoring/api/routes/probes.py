@@ -8,6 +8,11 @@ cannot carry a command out (the job runs in another instance of its service) dec
 it with ``POST /api/probes/commands/{id}/decline``: the service's other instances get
 it, and it fails when none takes it within ``B2C_JOB_COMMAND_DECLINE_WINDOW_S``.
 
+A scheduler integration (Celery beat, APScheduler) registers the schedules it knows
+with ``PUT /api/probes/job-schedules/{jobType}``, so a missed run alerts without anyone
+declaring it twice; the same schedule again changes nothing (runs stay expected from
+when it was first registered).
+
 A token bound to services (``b2c admin tokens create --service``) claims, marks and
 declines only their commands: 403 for any other service.
 """
@@ -18,17 +23,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
+from b2c_monitoring.alerting.schedules import InvalidSchedule, Schedule, next_expected, validate
+from b2c_monitoring.api.alert_models import ScheduleIn, ScheduleOut
 from b2c_monitoring.api.command_models import (
     CommandDecline,
     CommandOutcome,
     JobCommand,
     JobCommandList,
 )
-from b2c_monitoring.api.deps import CommandWaitersDep, JobCommandsDep, Now, Probe, SettingsDep
+from b2c_monitoring.api.deps import (
+    AlertConfigDep,
+    CommandWaitersDep,
+    JobCommandsDep,
+    Now,
+    Probe,
+    SettingsDep,
+    target_tenant,
+)
 from b2c_monitoring.api.problems import responses
 from b2c_monitoring.auth import Principal
+from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS
 from b2c_monitoring.processors import job_commands as jc
 
 router = APIRouter(prefix="/api/probes", tags=["probes"])
@@ -143,3 +160,44 @@ def command_decline(
         services=principal.services,
     )
     return JobCommand.of(command)
+
+
+@router.put(
+    "/job-schedules/{job_type}",
+    response_model=ScheduleOut,
+    response_model_by_alias=True,
+    summary="Register the schedule a scheduler runs a job type on (its integration calls it)",
+    description="As PUT /api/admin/job-schedules/{jobType}, for probe tokens; the same "
+    "schedule again answers it unchanged, so a restarted scheduler does not move the time "
+    "from which runs are expected.",
+    responses=responses(401, 403, 404, 422),
+)
+def register_schedule(
+    job_type: Annotated[str, Path(min_length=1, max_length=MAX_JOB_TYPE_CHARS)],
+    body: ScheduleIn,
+    principal: Probe,
+    config: AlertConfigDep,
+) -> ScheduleOut:
+    try:
+        validate(body.cron, body.timezone)
+    except InvalidSchedule as exc:
+        field = "timezone" if "time zone" in str(exc) else "cron"
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": None}]
+        ) from exc
+    tenant = target_tenant(principal, body.tenant_id)
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=body.grace_s)
+    for record in config.schedules([tenant]):
+        same = record.schedule
+        if (same.job_type, same.cron, same.timezone, same.grace) == (
+            job_type,
+            body.cron,
+            body.timezone,
+            grace,
+        ):
+            return ScheduleOut.of(record, next_expected(body.cron, body.timezone, now))
+    record = config.put_schedule(
+        tenant, Schedule(job_type, body.cron, body.timezone, grace, now), principal, now
+    )
+    return ScheduleOut.of(record, next_expected(body.cron, body.timezone, now))
