@@ -17,10 +17,10 @@ from prometheus_client import start_http_server
 from b2c_monitoring import declared_services
 from b2c_monitoring.alerting.service import start_alerting
 from b2c_monitoring.errors import StorageUnavailable
+from b2c_monitoring.processor.workers import WorkerPool
 from b2c_monitoring.receivers.metrics_handler import MetricsHandler, count_only
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
 from b2c_monitoring.receivers.traces import TraceHandler
-from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.logs import LogIndices
