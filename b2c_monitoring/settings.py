@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # the processor: an OTLP gRPC server that the collector exports to
     processor_listen: str = "127.0.0.1:4417"
     processor_metrics_port: int = 9464
+    # where the metrics (and health) endpoint listens: loopback on one machine; a pod's
+    # probes and Prometheus reach it on the pod's address (0.0.0.0 in the Helm chart)
+    processor_metrics_host: str = "127.0.0.1"
     processor_token: str = DEVELOPMENT_PROCESSOR_TOKEN
     # gRPC threads of the front; derivation runs in processor_processes worker processes
     processor_workers: int = Field(default=8, ge=1, le=64)

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-PARTS = ("postgres", "elasticsearch", "processor", "collector", "api", "prometheus")
+PARTS = ("postgres", "elasticsearch", "processor", "collector", "api", "prometheus", "dns")
+# replicas of a multi-replica stack (processor-2, api-3): summed with their part
+_REPLICA = re.compile(r"^(?P<part>[a-z]+)-\d+$")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -72,11 +75,17 @@ def main() -> int:
         parser.error("give the command to run after --")
 
     roots: dict[int, str] = {}
-    for part in PARTS:
+    for pid_file in sorted((args.home / "run").glob("*/pid")):
+        name = pid_file.parent.name
+        replica = _REPLICA.match(name)
+        part = replica.group("part") if replica else name
+        if part not in PARTS:
+            continue
         try:
-            roots[int((args.home / "run" / part / "pid").read_text())] = part
+            roots[int(pid_file.read_text())] = part
         except (OSError, ValueError):
             continue  # not running
+    replicas = sum(1 for part in roots.values() if part == "processor")
     before = snapshot(roots)
     started = time.monotonic()
     process = subprocess.Popen(command)
@@ -92,7 +101,7 @@ def main() -> int:
     totals: dict[str, float] = defaultdict(float)
     for pid, (label, cpu) in last.items():
         totals[label] += cpu - (before[pid][1] if pid in before else 0.0)
-    print(f"wall {wall:.1f} s, machine load {os.getloadavg()[0]:.1f}")
+    print(f"wall {wall:.1f} s, machine load {os.getloadavg()[0]:.1f}, {replicas} processor(s)")
     for label, cpu in sorted(totals.items(), key=lambda item: -item[1]):
         if cpu >= 0.05:
             print(f"  {label:20s} {cpu:7.1f} CPU-s")

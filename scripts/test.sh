@@ -25,6 +25,9 @@ done
 echo "== installing the stack's parts (a first collector build takes minutes)"
 uv run b2c stack install --home .b2c-test
 
+echo "== helm for the chart's tests (built from the Go module proxy once, then cached)"
+uv run python -m b2c_monitoring.stack.helm >/dev/null
+
 echo "== the hub's test client (the real @microsoft/signalr, from npm)"
 [ -d tests/hub_client/node_modules/@microsoft/signalr ] || npm ci --prefix tests/hub_client --no-audit --no-fund
 

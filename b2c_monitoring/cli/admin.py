@@ -1,4 +1,4 @@
-"""b2c admin ...: administration over the admin API (tokens)."""
+"""b2c admin ...: administration over the admin API (tokens), and the database schema."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from b2c_monitoring.cli.context import api_client, handle_errors, when_missing
 from b2c_monitoring.cli.monitor import parse_duration
 from b2c_monitoring.cli.output import JsonOpt
 
-app = typer.Typer(help="Administration: admin API tokens.", no_args_is_help=True)
+app = typer.Typer(
+    help="Administration: admin API tokens, the database schema.", no_args_is_help=True
+)
 tokens = typer.Typer(
     help="Admin API tokens: a role (viewer, operator, admin, probe), a tenant scope, "
     "optionally an expiry and (probe tokens) the services they act for.",
@@ -166,3 +168,25 @@ def revoke(
     output.console.print(
         f"revoked token {token['id']} ({escape(token['name'])}) at {token['revokedAt']}"
     )
+
+
+@app.command()
+@handle_errors
+def migrate(json: JsonOpt = False) -> None:
+    """Apply the database migrations that are missing, once, as the schema's owner
+    (B2C_MIGRATION_DATABASE_URL, else B2C_DATABASE_URL); what the Helm chart's hook Job
+    runs. Safe beside running processors: migrations take an advisory lock."""
+    import json as jsonlib
+
+    from b2c_monitoring.settings import load_settings
+    from b2c_monitoring.storage.migrations import migrate as apply_migrations
+
+    settings = load_settings()
+    applied = apply_migrations(settings.migration_database_url or settings.database_url)
+    if json:
+        output.raw_json(jsonlib.dumps({"applied": applied}))
+        return
+    if applied:
+        output.console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        output.console.print("the schema is up to date")

@@ -10,7 +10,7 @@ import typer
 
 from b2c_monitoring.cli import output
 from b2c_monitoring.cli.context import handle_errors
-from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.local import LocalStack, Replicas, default_layout, stored_replicas
 from b2c_monitoring.stack.supervisor import tail
 
 app = typer.Typer(
@@ -46,9 +46,34 @@ def install(home: HomeOpt = None) -> None:
 
 @app.command()
 @handle_errors
-def up(home: HomeOpt = None) -> None:
+def up(
+    home: HomeOpt = None,
+    processors: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=9,
+            help="Processor replicas behind the collector (round robin) [default: as the "
+            "last up, else 1]",
+        ),
+    ] = None,
+    apis: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=9,
+            help="Admin API instances, sharing the hub [default: as the last up, else 1]",
+        ),
+    ] = None,
+) -> None:
     """Install what is missing and start every part; waits until each is healthy."""
-    stack = local_stack(home)
+    layout = default_layout(home)
+    before = stored_replicas(layout)
+    replicas = Replicas(
+        processors if processors is not None else before.processors,
+        apis if apis is not None else before.apis,
+    )
+    stack = LocalStack(layout, replicas=replicas)
     stack.up(_say)
     output.console.print(f"[green]stack is up[/green] in {stack.layout.home}")
     _print_status(stack)
@@ -122,7 +147,11 @@ def _print_status(stack: LocalStack) -> None:
 @handle_errors
 def logs(
     part: Annotated[
-        str, typer.Argument(help="postgres, elasticsearch, prometheus, collector, processor or api")
+        str,
+        typer.Argument(
+            help="postgres, elasticsearch, prometheus, collector, processor or api "
+            "(processor-2, api-2, dns, ... with replicas)"
+        ),
     ],
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
     home: HomeOpt = None,

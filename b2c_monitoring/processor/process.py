@@ -104,7 +104,7 @@ def serve(settings: Settings) -> None:
     alerting = start_alerting(settings)
     workers = WorkerPool(settings, settings.processor_processes)
     workers.warm()
-    start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
+    start_http_server(settings.processor_metrics_port, addr=settings.processor_metrics_host)
     server = build_server(settings, workers, workers.metrics)
     server.start()
     log.info(

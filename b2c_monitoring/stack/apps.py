@@ -75,27 +75,16 @@ class AppPart:
         """Installed with the package itself."""
 
 
+def replica_name(part: str, replica: int) -> str:
+    """``processor``, ``processor-2``, ...: the first replica keeps the part's own name
+    (its pid file, log and the benches' ``run/<part>/pid`` stay where they were)."""
+    return part if replica == 1 else f"{part}-{replica}"
+
+
 class Processor(AppPart):
-    name = "processor"
-
-    def prepare(self) -> Launch:
-        return Launch(
-            argv=[sys.executable, "-m", "b2c_monitoring", "serve", "processor"], env=self.base_env()
-        )
-
-    def healthy(self) -> bool:
-        return _get_ok(f"http://127.0.0.1:{self.layout.ports.processor_metrics}/metrics")
-
-    def endpoints(self) -> dict[str, str]:
-        ports = self.layout.ports
-        return {
-            "otlp_grpc": f"127.0.0.1:{ports.processor_grpc}",
-            "metrics": f"http://127.0.0.1:{ports.processor_metrics}/metrics",
-        }
-
-
-class Api(AppPart):
-    name = "api"
+    """Replica ``replica`` (1-based) of the processor. With several, each listens on an
+    address of its own in 127.0.0.0/8, on the same gRPC port (``stack/dns.py`` says
+    why), with a metrics port of its own; ``processes`` derivation workers each."""
 
     def __init__(
         self,
@@ -105,11 +94,80 @@ class Api(AppPart):
         *,
         tls: TlsFiles | None = None,
         elasticsearch_url: str | None = None,
+        migration_database_url: str | None = None,
+        replica: int = 1,
+        processes: int | None = None,
+    ) -> None:
+        super().__init__(
+            layout,
+            database_url,
+            processor_token,
+            tls=tls,
+            elasticsearch_url=elasticsearch_url,
+            migration_database_url=migration_database_url,
+        )
+        self.replica = replica
+        self.name = replica_name("processor", replica)
+        self.processes = processes
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.{self.replica}"
+
+    @property
+    def metrics_port(self) -> int:
+        return self.layout.ports.processor_metrics + self.replica - 1
+
+    def base_env(self) -> dict[str, str]:
+        env = {
+            **super().base_env(),
+            "B2C_PROCESSOR_LISTEN": f"{self.address}:{self.layout.ports.processor_grpc}",
+            "B2C_PROCESSOR_METRICS_PORT": str(self.metrics_port),
+        }
+        if self.processes is not None:
+            env["B2C_PROCESSOR_PROCESSES"] = str(self.processes)
+        return env
+
+    def prepare(self) -> Launch:
+        return Launch(
+            argv=[sys.executable, "-m", "b2c_monitoring", "serve", "processor"], env=self.base_env()
+        )
+
+    def healthy(self) -> bool:
+        return _get_ok(f"http://127.0.0.1:{self.metrics_port}/metrics")
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "otlp_grpc": f"{self.address}:{self.layout.ports.processor_grpc}",
+            "metrics": f"http://127.0.0.1:{self.metrics_port}/metrics",
+        }
+
+
+class Api(AppPart):
+    """Instance ``replica`` (1-based) of the admin API, on the API port plus
+    ``replica - 1``; the instances share the hub through Postgres (hub/backplane.py)."""
+
+    def __init__(
+        self,
+        layout: StackLayout,
+        database_url: str,
+        processor_token: str,
+        *,
+        tls: TlsFiles | None = None,
+        elasticsearch_url: str | None = None,
+        replica: int = 1,
     ) -> None:
         super().__init__(
             layout, database_url, processor_token, tls=tls, elasticsearch_url=elasticsearch_url
         )
         self.console_dir: Path | None = None
+        self.replica = replica
+        self.name = replica_name("api", replica)
+
+    @property
+    def api_url(self) -> str:
+        port = self.layout.ports.api + self.replica - 1
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     def install(self, progress: Progress) -> None:
         """The admin console it serves, built (or found in the cache)."""

@@ -98,6 +98,11 @@ class Ports:
         return 9464 + self.offset
 
     @property
+    def processor_dns(self) -> int:
+        """UDP: the name of the processor replicas (``stack/dns.py``), with several."""
+        return 10053 + self.offset
+
+    @property
     def api(self) -> int:
         return 8000 + self.offset
 

@@ -361,9 +361,12 @@ def collector_env(
     *,
     rate_per_s: float = 20_000,
     burst: float = 0,
+    processor_endpoint: str | None = None,
 ) -> dict[str, str]:
     """The ``${env:...}`` variables ``collector-config/collector.yaml`` reads.
-    ``es_credentials``: the elasticsearch exporter's user and password (empty: none)."""
+    ``es_credentials``: the elasticsearch exporter's user and password (empty: none).
+    ``processor_endpoint``: a gRPC target of several replicas (``stack/dns.py``)
+    instead of the one processor on loopback."""
     ports = layout.ports
     storage = layout.data("collector")
     return {
@@ -371,7 +374,7 @@ def collector_env(
         "B2C_ES_PASSWORD": es_credentials[1],
         "B2C_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports.otlp_grpc}",
         "B2C_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
-        "B2C_PROCESSOR_ENDPOINT": f"{LOOPBACK}:{ports.processor_grpc}",
+        "B2C_PROCESSOR_ENDPOINT": processor_endpoint or f"{LOOPBACK}:{ports.processor_grpc}",
         "B2C_PROCESSOR_TOKEN": processor_token,
         "B2C_ES_ENDPOINT": f"http://{LOOPBACK}:{ports.elasticsearch}",
         "B2C_ES_LOGS_INDEX": es_logs_index,
@@ -472,8 +475,10 @@ class Collector:
         tls: TlsFiles | None = None,
         root: Path | None = None,
         es_credentials: tuple[str, str] = ("", ""),
+        processor_endpoint: str | None = None,
     ) -> None:
         self.layout = layout
+        self.processor_endpoint = processor_endpoint
         self.processor_token = processor_token
         self.es_credentials = es_credentials
         self.es_logs_index = es_logs_index  # the prefix of the daily indices
@@ -505,6 +510,7 @@ class Collector:
             self.es_credentials,
             rate_per_s=self.rate_per_s,
             burst=self.burst,
+            processor_endpoint=self.processor_endpoint,
         )
 
     def install(self, progress: Progress) -> None:

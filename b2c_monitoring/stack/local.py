@@ -12,8 +12,10 @@ the OTLP receivers and the admin API; ``self-signed`` keeps the stack's own CA i
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from b2c_monitoring.stack.apps import Api, Processor
 from b2c_monitoring.stack.base import Part, Ports, Progress, StackLayout, repo_root
 from b2c_monitoring.stack.certificates import StackTls
 from b2c_monitoring.stack.collector import Collector
+from b2c_monitoring.stack.dns import PROCESSORS_NAME, ProcessorDns
 from b2c_monitoring.stack.elasticsearch import Elasticsearch
 from b2c_monitoring.stack.postgres import Postgres
 from b2c_monitoring.stack.prometheus import Prometheus
@@ -33,6 +36,47 @@ from b2c_monitoring.storage.migrations import migrate
 from b2c_monitoring.storage.tokens import TokenStore
 
 CREDENTIALS = "credentials.json"
+REPLICAS = "replicas.json"
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """How many processors and API instances the stack runs (``b2c stack up --processors
+    N --apis M``); kept in ``<home>/run/replicas.json`` so that ``down`` and ``status``
+    without flags see every one."""
+
+    processors: int = 1
+    apis: int = 1
+
+    def __post_init__(self) -> None:
+        # 127.0.0.<replica> addresses and ports next to the first: keep it small
+        if not 1 <= self.processors <= 9 or not 1 <= self.apis <= 9:
+            raise ValueError("between 1 and 9 processors and API instances")
+
+
+def stored_replicas(layout: StackLayout) -> Replicas:
+    try:
+        stored = json.loads((layout.home / "run" / REPLICAS).read_text())
+        return Replicas(int(stored["processors"]), int(stored["apis"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return Replicas()
+
+
+def processors_target(layout: StackLayout) -> str:
+    """The gRPC target of every processor replica: the name ``stack/dns.py`` answers,
+    asked of that server (grpc-go's ``dns://authority/host:port``), round robin."""
+    ports = layout.ports
+    return f"dns://127.0.0.1:{ports.processor_dns}/{PROCESSORS_NAME}:{ports.processor_grpc}"
+
+
+def processes_per_replica(processors: int) -> int | None:
+    """Derivation workers of each replica: one machine's default (cores + 1) shared out,
+    so N replicas on one machine do not start N times the workers it has cores for.
+    None (the processor's own default) for one replica or when B2C_PROCESSOR_PROCESSES
+    is set."""
+    if processors == 1 or os.environ.get("B2C_PROCESSOR_PROCESSES"):
+        return None
+    return max(1, math.ceil(((os.cpu_count() or 1) + 1) / processors))
 
 
 def default_home() -> Path:
@@ -55,9 +99,13 @@ def _secret_file(path: Path) -> str:
 
 
 class LocalStack:
-    def __init__(self, layout: StackLayout, *, fast_unsafe: bool = False) -> None:
+    def __init__(
+        self, layout: StackLayout, *, fast_unsafe: bool = False, replicas: Replicas | None = None
+    ) -> None:
         self.layout = layout
         self.layout.home.mkdir(parents=True, exist_ok=True)
+        self.previous_replicas = stored_replicas(layout)
+        self.replicas = replicas or self.previous_replicas
         self.postgres = Postgres(layout, fast_unsafe=fast_unsafe)
         self.processor_token = _secret_file(layout.home / "run" / "processor-token")
         self.logs_index = "b2c-logs"
@@ -71,13 +119,27 @@ class LocalStack:
             extra_names=settings.tls_extra_names,
         )
         self.elasticsearch = Elasticsearch(layout, logs_index=self.logs_index)
-        self.prometheus = Prometheus(layout)
-        self.processor = Processor(
-            layout,
-            self.postgres.processor_url,
-            self.processor_token,
-            migration_database_url=self.postgres.url,
-            elasticsearch_url=self.elasticsearch.processor_url,
+        self.prometheus = Prometheus(
+            layout, processors=self.replicas.processors, apis=self.replicas.apis
+        )
+        processes = processes_per_replica(self.replicas.processors)
+        self.processors = [
+            Processor(
+                layout,
+                self.postgres.processor_url,
+                self.processor_token,
+                migration_database_url=self.postgres.url,
+                elasticsearch_url=self.elasticsearch.processor_url,
+                replica=replica,
+                processes=processes,
+            )
+            for replica in range(1, self.replicas.processors + 1)
+        ]
+        self.processor = self.processors[0]
+        self.dns = (
+            ProcessorDns(layout, [p.address for p in self.processors])
+            if self.replicas.processors > 1
+            else None
         )
         self.collector = Collector(
             layout,
@@ -89,21 +151,28 @@ class LocalStack:
             burst=settings.ingest_burst,
             tls=self.tls.files,
             es_credentials=self.elasticsearch.collector_credentials,
+            processor_endpoint=processors_target(layout) if self.dns is not None else None,
         )
-        self.api = Api(
-            layout,
-            self.postgres.api_url,
-            self.processor_token,
-            tls=self.tls.files,
-            elasticsearch_url=self.elasticsearch.api_url,
-        )
+        self.apis = [
+            Api(
+                layout,
+                self.postgres.api_url,
+                self.processor_token,
+                tls=self.tls.files,
+                elasticsearch_url=self.elasticsearch.api_url,
+                replica=replica,
+            )
+            for replica in range(1, self.replicas.apis + 1)
+        ]
+        self.api = self.apis[0]
         parts: list[Part] = [
             self.postgres,
             self.elasticsearch,
-            self.processor,
+            *([self.dns] if self.dns is not None else []),
+            *self.processors,
             self.collector,
             self.prometheus,
-            self.api,
+            *self.apis,
         ]
         self.supervisor = Supervisor(layout, parts)
 
@@ -117,6 +186,7 @@ class LocalStack:
             part.install(progress)
 
     def up(self, progress: Progress) -> None:
+        self._apply_replicas(progress)
         self._restart_on_tls_change(self.tls.ensure(datetime.now(UTC), progress), progress)
         self.supervisor.start(self.postgres, progress)
         self.postgres.ensure_setup(progress)  # also when it was running already
@@ -127,6 +197,33 @@ class LocalStack:
 
     def down(self, progress: Progress) -> None:
         self.supervisor.down(progress)
+
+    def _apply_replicas(self, progress: Progress) -> None:
+        """Stop the replicas a smaller count leaves out, and the parts whose
+        configuration names the replicas (the collector's target, Prometheus' scrape
+        list), so that ``up`` starts them again with the new count."""
+        before, now = self.previous_replicas, self.replicas
+        if before != now:
+            gone: list[Part] = [
+                Processor(self.layout, "", "", replica=r)
+                for r in range(now.processors + 1, before.processors + 1)
+            ]
+            gone += [
+                Api(self.layout, "", "", replica=r) for r in range(now.apis + 1, before.apis + 1)
+            ]
+            if now.processors == 1 and before.processors > 1:
+                gone.append(ProcessorDns(self.layout, []))
+            gone += [self.collector, self.prometheus]
+            for part in gone:
+                if self.supervisor.pid(part) is not None:
+                    progress(
+                        f"{part.name}: restarting for {now.processors} processor(s) and {now.apis} API(s)"
+                    )
+                self.supervisor.stop(part, progress)
+        state = self.layout.home / "run" / REPLICAS
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(asdict(now)))
+        self.previous_replicas = now
 
     def _restart_on_tls_change(self, renewed: bool, progress: Progress) -> None:
         """A running collector or API keeps the TLS it was started with: stop them
@@ -193,6 +290,7 @@ class LocalStack:
         return {
             "home": str(self.layout.home),
             "tls": self.tls.describe(),
+            "replicas": asdict(self.replicas),
             "parts": [
                 {
                     "name": s.name,

@@ -67,14 +67,17 @@ def stop_system_service(progress: Progress) -> None:
         subprocess.run(["service", "prometheus", "stop"], capture_output=True, check=False)
 
 
-def render_config(ports: Ports, *, scrape_interval: str = SCRAPE_INTERVAL) -> str:
-    """prometheus.yml: every scrape target of the stack, on loopback."""
-    jobs: list[tuple[str, int, str]] = [
-        ("otel-collector-exporter", ports.collector_prometheus_exporter, "/metrics"),
-        ("otel-collector", ports.collector_telemetry, "/metrics"),
-        ("b2c-processor", ports.processor_metrics, "/metrics"),
-        ("b2c-api", ports.api, "/metrics"),
-        ("prometheus", ports.prometheus, "/metrics"),
+def render_config(
+    ports: Ports, *, scrape_interval: str = SCRAPE_INTERVAL, processors: int = 1, apis: int = 1
+) -> str:
+    """prometheus.yml: every scrape target of the stack, on loopback (each replica of
+    the processor and the API on its own port: see ``stack/apps.py``)."""
+    jobs: list[tuple[str, list[int], str]] = [
+        ("otel-collector-exporter", [ports.collector_prometheus_exporter], "/metrics"),
+        ("otel-collector", [ports.collector_telemetry], "/metrics"),
+        ("b2c-processor", [ports.processor_metrics + i for i in range(processors)], "/metrics"),
+        ("b2c-api", [ports.api + i for i in range(apis)], "/metrics"),
+        ("prometheus", [ports.prometheus], "/metrics"),
     ]
     lines = [
         "# Written by b2c_monitoring.stack.prometheus; changes are overwritten.",
@@ -86,12 +89,13 @@ def render_config(ports: Ports, *, scrape_interval: str = SCRAPE_INTERVAL) -> st
         f"  - {json.dumps(str(repo_root() / RULES_GLOB))}",
         "scrape_configs:",
     ]
-    for job, port, path in jobs:
+    for job, job_ports, path in jobs:
+        targets = ", ".join(json.dumps(f"127.0.0.1:{port}") for port in job_ports)
         lines += [
             f"  - job_name: {json.dumps(job)}",
             f"    metrics_path: {json.dumps(path)}",
             "    static_configs:",
-            f"      - targets: [{json.dumps(f'127.0.0.1:{port}')}]",
+            f"      - targets: [{targets}]",
         ]
     return "\n".join(lines) + "\n"
 
@@ -108,8 +112,11 @@ class Prometheus:
         binary: Path = PROMETHEUS_BINARY,
         retention: str = RETENTION,
         scrape_interval: str = SCRAPE_INTERVAL,
+        processors: int = 1,
+        apis: int = 1,
     ) -> None:
         self.layout = layout
+        self.processors, self.apis = processors, apis
         self.binary = binary
         self.retention = retention
         self.scrape_interval = scrape_interval
@@ -144,7 +151,12 @@ class Prometheus:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.layout.log(self.name).parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
-            render_config(self.layout.ports, scrape_interval=self.scrape_interval)
+            render_config(
+                self.layout.ports,
+                scrape_interval=self.scrape_interval,
+                processors=self.processors,
+                apis=self.apis,
+            )
         )
         return Launch(
             argv=[
