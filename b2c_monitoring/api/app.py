@@ -141,7 +141,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         """Ready: Postgres answers (required); Elasticsearch (logs, errors) is reported."""
-        checks = [readiness.postgres_pool(pool), readiness.elasticsearch(es, required=False)]
+        checks = [
+            readiness.postgres_pool(pool),
+            readiness.elasticsearch(es, f"{settings.logs_index}*", required=False),
+        ]
         status = 200 if readiness.is_ready(checks) else 503
         return JSONResponse(readiness.body(checks), status_code=status)
 
