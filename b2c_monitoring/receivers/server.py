@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import psycopg_pool
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from b2c_monitoring import declared_services, readiness
 from b2c_monitoring.alerting.service import start_alerting
@@ -20,6 +19,7 @@ from b2c_monitoring.receivers.batch_outcomes import BatchOutcomes
 from b2c_monitoring.receivers.health_endpoint import start_health_server
 from b2c_monitoring.receivers.metrics_handler import MetricsHandler, count_only
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
+from b2c_monitoring.receivers.service_logs import LogsHandler, count_logs
 from b2c_monitoring.receivers.traces import TraceHandler
 from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import Settings
@@ -39,6 +39,7 @@ def build_server(
     handle: TraceHandler,
     metrics: MetricsHandler = count_only,
     outcomes: BatchOutcomes | None = None,
+    logs: LogsHandler = count_logs,
 ) -> grpc.Server:
     auth = Authenticator(settings.processor_token)
     server = grpc.server(
@@ -54,7 +55,7 @@ def build_server(
     outcomes = outcomes or BatchOutcomes()
     TraceService(handle, auth, outcomes).add_to_server(server)
     MetricsService(metrics, auth, outcomes).add_to_server(server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(auth), server)
+    LogsService(logs, auth, outcomes).add_to_server(server)
     server.add_insecure_port(settings.processor_listen)
     return server
 
@@ -119,7 +120,7 @@ def serve(settings: Settings) -> None:
         return [store, batches]
 
     start_health_server(settings.processor_metrics_port, checks)
-    server = build_server(settings, workers, workers.metrics, outcomes)
+    server = build_server(settings, workers, workers.metrics, outcomes, workers.logs)
     server.start()
     log.info(
         "processor listening on %s, metrics on :%d",

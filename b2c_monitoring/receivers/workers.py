@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from b2c_monitoring.receivers.metrics_handler import MetricsOutcome, handle_metrics_export
+from b2c_monitoring.receivers.service_logs import LogsOutcome, handle_logs_export
 from b2c_monitoring.receivers.traces import NotStored, TraceOutcome, handle_trace_export
 from b2c_monitoring.redaction import Patterns, compile_patterns
 from b2c_monitoring.settings import Settings
@@ -98,6 +99,15 @@ def _handle_metrics(data: bytes) -> MetricsOutcome:
         return MetricsOutcome(not_stored=NotStored(True, _BUG, "bug"))
 
 
+def _handle_logs(data: bytes) -> LogsOutcome:
+    assert _metrics is not None, "worker not initialised"
+    try:
+        return handle_logs_export(_metrics, _default_tenant, data)
+    except Exception:
+        log.exception("unexpected error deriving a logs export")
+        return LogsOutcome(not_stored=NotStored(True, _BUG, "bug"))
+
+
 def _ready() -> bool:
     return _store is not None
 
@@ -147,6 +157,16 @@ class WorkerPool:
         except BrokenProcessPool:
             self._replace(executor)
             return MetricsOutcome(
+                not_stored=NotStored(True, "a derivation worker died; retry", "worker_died")
+            )
+
+    def logs(self, data: bytes) -> LogsOutcome:
+        executor = self._executor
+        try:
+            return executor.submit(_handle_logs, data).result()
+        except BrokenProcessPool:
+            self._replace(executor)
+            return LogsOutcome(
                 not_stored=NotStored(True, "a derivation worker died; retry", "worker_died")
             )
 
