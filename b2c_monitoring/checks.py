@@ -24,8 +24,6 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
-from psycopg import conninfo as pg_conninfo
 
 from b2c_monitoring.redaction import redact
 
@@ -36,6 +34,7 @@ _KINDS: Final = frozenset({"http", "tcp", "postgres"})
 # an error message is a diagnosis, not a dump: enough for a stack trace's last line
 MAX_ERROR_CHARS: Final = 1024
 _APPLICATION_NAME: Final = "b2c-monitoring-check"
+POSTGRES_EXTRA: Final = "b2c-monitoring[postgres]"
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,22 @@ def server_address(spec: CheckSpec) -> str | None:
             return urlsplit(spec.target).hostname
         if spec.kind == "tcp":
             return _host_port(spec.target)[0]
-        host = pg_conninfo.conninfo_to_dict(spec.target).get("host")
-        return str(host) if host else None
-    except (ValueError, psycopg.Error):
+        return _postgres_host(spec.target)
+    except ValueError:
         return None
+
+
+def _postgres_host(target: str) -> str | None:
+    try:
+        # psycopg only where Postgres is checked: the probes install without it
+        import psycopg
+    except ImportError:
+        return urlsplit(target).hostname if "://" in target else None
+    try:
+        host = psycopg.conninfo.conninfo_to_dict(target).get("host")
+    except psycopg.Error:
+        return None
+    return str(host) if host else None
 
 
 def run_check(spec: CheckSpec) -> CheckResult:
@@ -223,6 +234,10 @@ def _check_postgres(spec: CheckSpec) -> CheckResult:
 
 
 def _postgres_select_1(spec: CheckSpec) -> CheckResult:
+    try:
+        import psycopg
+    except ImportError:
+        return failed(f"a postgres check needs psycopg: pip install '{POSTGRES_EXTRA}'")
     started = time.perf_counter()
     try:
         with psycopg.connect(

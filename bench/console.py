@@ -36,7 +36,7 @@ import psycopg
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from b2c_monitoring.auth import Role
-from b2c_monitoring.hub.events import HubEvent
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.probes import Probes, ProbeSettings
 from b2c_monitoring.stack.console import ensure_console_build
 from b2c_monitoring.stack.local import LocalStack, default_layout

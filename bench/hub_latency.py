@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 import websockets
 
-from b2c_monitoring.hub.events import HubEvent
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.probes import Probes, ProbeSettings
 from b2c_monitoring.stack.local import LocalStack, default_layout
 from b2c_monitoring.storage.hub_events import publish

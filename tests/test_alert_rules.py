@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from b2c_monitoring.alerting.channels import backoff, sign
 from b2c_monitoring.alerting.lifecycle import (
     AlertStatus,
     ChangeKind,
@@ -16,7 +17,6 @@ from b2c_monitoring.alerting.lifecycle import (
     derive,
     in_maintenance,
 )
-from b2c_monitoring.alerting.notify import backoff, sign
 from b2c_monitoring.alerting.rules import (
     AlertKind,
     CalledService,

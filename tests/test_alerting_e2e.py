@@ -19,7 +19,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from b2c_monitoring.alerting.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from b2c_monitoring.alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from b2c_monitoring.auth import Role
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.tokens import TokenStore

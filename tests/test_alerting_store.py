@@ -13,7 +13,7 @@ import psycopg_pool
 import pytest
 from pydantic import TypeAdapter
 
-from b2c_monitoring.alerting.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, ChannelKind, sign
+from b2c_monitoring.alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, ChannelKind, sign
 from b2c_monitoring.alerting.rules import Condition, Rule, Severity
 from b2c_monitoring.alerting.schedules import Schedule
 from b2c_monitoring.alerting.service import Evaluator, Notifier, RetryPolicy

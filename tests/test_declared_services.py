@@ -11,8 +11,8 @@ import pytest
 
 from b2c_monitoring.declared_services import load
 from b2c_monitoring.errors import ConfigError
+from b2c_monitoring.processor.process import declare_from_file
 from b2c_monitoring.processors.services import DeclaredCheck, ServiceStatus, ServiceType
-from b2c_monitoring.receivers.server import declare_from_file
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.metrics import policy_from

@@ -14,7 +14,7 @@ import pytest
 from pydantic import JsonValue
 
 from b2c_monitoring.auth import Role
-from b2c_monitoring.hub.events import HubEvent
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.probes import HealthCheckResult, PoolUsage, Probes, ProbeSettings
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.hub_events import publish

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.hub.events import (
+from b2c_monitoring.live_events import (
     HubEvent,
     health_status_changed,
     job_status_changed,

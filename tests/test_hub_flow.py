@@ -18,7 +18,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.hub.connection import QUEUE_FRAMES
-from b2c_monitoring.hub.events import HubEvent
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.stack.local import LocalStack
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.hub_events import prune, publish

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from b2c_monitoring.hub import protocol
-from b2c_monitoring.hub.events import HubEvent
 from b2c_monitoring.hub.ordering import Sequencer
 from b2c_monitoring.hub.subscriptions import Subscriptions
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.storage.hub_events import Snapshot, StoredEvent
 
 

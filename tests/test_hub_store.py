@@ -8,8 +8,8 @@ import time
 
 import psycopg
 
-from b2c_monitoring.hub.events import HubEvent
 from b2c_monitoring.hub.ordering import Sequencer
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.storage.hub_events import StoredEvent, publish, read_after
 
 

@@ -11,10 +11,10 @@ import psycopg_pool
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 
+from b2c_monitoring.processor.process import build_server
 from b2c_monitoring.processors.health import HealthStatus
 from b2c_monitoring.processors.services import ServiceStatus
 from b2c_monitoring.receivers.metrics_handler import handle_metrics_export
-from b2c_monitoring.receivers.server import build_server
 from b2c_monitoring.receivers.traces import TraceOutcome
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.storage.db import make_pool

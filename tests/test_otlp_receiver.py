@@ -11,9 +11,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.receivers.server import build_server
+from b2c_monitoring.processor.process import build_server
+from b2c_monitoring.processor.workers import WorkerPool
 from b2c_monitoring.receivers.traces import handle_trace_export
-from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore

@@ -22,9 +22,9 @@ from typing import Final
 
 import psycopg_pool
 
-from b2c_monitoring.alerting.notify import NetworkSender, Sender
 from b2c_monitoring.alerting.rules import AlertKind, Rule, evaluate
 from b2c_monitoring.alerting.schedules import Schedule
+from b2c_monitoring.alerting.senders import NetworkSender, Sender
 from b2c_monitoring.errors import B2CError, DeliveryFailed
 from b2c_monitoring.processors.job_flags import JobWindows
 from b2c_monitoring.settings import Settings

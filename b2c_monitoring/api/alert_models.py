@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, Field, StringConstraints, model_validator
 
-from b2c_monitoring.alerting.notify import ChannelKind
+from b2c_monitoring.alerting.channels import ChannelKind
 from b2c_monitoring.alerting.records import AlertRecord
 from b2c_monitoring.alerting.rules import Condition, Rule, Severity
 from b2c_monitoring.api.models import ApiModel

@@ -33,7 +33,7 @@ from b2c_monitoring.api.routes import (
     services,
     tokens,
 )
-from b2c_monitoring.hub import server as hub_server
+from b2c_monitoring.api.routes import hub as hub_routes
 from b2c_monitoring.hub.backplane import Backplane
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.alert_config import AlertConfigStore
@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.job_commands = JobCommandStore(pool)
     app.state.audit = AuditStore(pool)
     app.state.command_waiters = command_waiters
-    # the real-time hub /hubs/job-status (hub/server.py)
+    # the real-time hub /hubs/job-status (api/routes/hub.py)
     app.state.hub = hub
     app.state.hub_pool = pool
     # every time-based index of the logs: b2c-logs, b2c-logs-2026.11.28, ...
@@ -119,7 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(job_commands.router)
     app.include_router(audit.router)
     app.include_router(probes.router)
-    app.include_router(hub_server.router)
+    app.include_router(hub_routes.router)
     # alerting: alerts, rules, channels, maintenance windows, job schedules
     app.state.alerts = AlertStore(pool)
     app.state.alert_config = AlertConfigStore(pool)

@@ -45,7 +45,7 @@ def _logging() -> None:
 @handle_errors
 def processor() -> None:
     """The OTLP gRPC processor (settings from B2C_* environment variables)."""
-    from b2c_monitoring.receivers.server import serve
+    from b2c_monitoring.processor.process import serve
 
     _logging()
     serve(load_settings())

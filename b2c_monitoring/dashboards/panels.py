@@ -210,26 +210,6 @@ def prom_timeseries(
     return panel
 
 
-def prom_stat(
-    title: str,
-    question: str,
-    expr: str,
-    *,
-    legend: str,
-    unit: str = "none",
-    thresholds: Sequence[tuple[float | None, str]] = ((None, GOOD),),
-    span: int = 6,
-) -> stat.Panel:
-    return _big_value(
-        _titled(stat.Panel(), title, question, PROMETHEUS)
-        .with_target(_promql(expr, legend, "A").instant())
-        .unit(unit)
-        .span(span),
-        cb.ReduceDataOptions(),
-        thresholds,
-    )
-
-
 def _terms(agg_id: str, field: str, size: int) -> esb.Terms:
     return (
         esb.Terms()

@@ -27,7 +27,6 @@ from b2c_monitoring.processors.jobs import Job, Scalar
 
 # metadata keys of a run that hold its parameters (``params.since`` -> ``since``)
 PARAMS_PREFIX: Final = "params."
-DEFAULT_LEASE: Final = timedelta(seconds=30)
 DEFAULT_DECLINE_WINDOW: Final = timedelta(seconds=10)
 MAX_CLAIMS: Final = 5
 

@@ -5,7 +5,9 @@
 
 Nothing is stored: a flag is a function of the job's own fields, so it clears by
 itself when the job reports again (``last_report_at`` moves) or starts (``status``
-moves). ``storage/jobs.py`` filters on the same rules in SQL; keep the two in step.
+moves). ``RULES`` is the one definition: ``job_flags`` reads it here, and
+``storage/job_windows.flag_condition`` renders it as SQL for the job list's filter and
+the alert facts (tests/test_job_flags_sql.py holds the two to the same answers).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Final, Literal
 
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import Job
@@ -26,7 +29,7 @@ class JobFlag(StrEnum):
     @property
     def status(self) -> JobState:
         """The only status a job with this flag can be in."""
-        return JobState.RUNNING if self is JobFlag.STALLED else JobState.PENDING
+        return RULES[self].status
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,31 @@ class WindowPolicy:
         )
 
 
+@dataclass(frozen=True)
+class FlagRule:
+    """A job in ``status`` whose ``clock`` field is older than its type's ``window``."""
+
+    flag: JobFlag
+    status: JobState
+    clock: Literal["last_report_at", "created_at"]
+    window: Literal["heartbeat", "start"]
+
+    def window_of(self, windows: JobWindows) -> timedelta:
+        return windows.heartbeat if self.window == "heartbeat" else windows.start
+
+    def clock_of(self, job: Job) -> datetime:
+        return job.last_report_at if self.clock == "last_report_at" else job.created_at
+
+    def holds(self, job: Job, windows: JobWindows, now: datetime) -> bool:
+        return job.status is self.status and now - self.clock_of(job) > self.window_of(windows)
+
+
+RULES: Final[dict[JobFlag, FlagRule]] = {
+    JobFlag.STALLED: FlagRule(JobFlag.STALLED, JobState.RUNNING, "last_report_at", "heartbeat"),
+    JobFlag.OVERDUE: FlagRule(JobFlag.OVERDUE, JobState.PENDING, "created_at", "start"),
+}
+
+
 def job_flags(job: Job, windows: JobWindows, now: datetime) -> frozenset[JobFlag]:
     """The flags of ``job`` at ``now``, given the windows of its type."""
-    if job.status is JobState.RUNNING and now - job.last_report_at > windows.heartbeat:
-        return frozenset({JobFlag.STALLED})
-    if job.status is JobState.PENDING and now - job.created_at > windows.start:
-        return frozenset({JobFlag.OVERDUE})
-    return frozenset()
+    return frozenset(flag for flag, rule in RULES.items() if rule.holds(job, windows, now))

@@ -42,35 +42,6 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
         )
 
 
-def as_user_argv(user: str, argv: Sequence[str]) -> list[str]:
-    """Wrap ``argv`` so that it runs as ``user`` (with that user's primary group and
-    supplementary groups) when started by root.
-
-    ``setpriv`` (util-linux) changes the ids and then *execs* the command: no
-    intermediary parent, the pid the supervisor records is the service's own pid,
-    signals reach it directly, and the environment is kept as given. ``runuser -u``
-    is the fallback where setpriv is missing; it keeps a watching parent that relays
-    SIGTERM and SIGKILLs the child two seconds later, which is too short for a clean
-    shutdown of some services.
-    """
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError as exc:
-        raise StackError(f"system user {user!r} does not exist") from exc
-    if shutil.which("setpriv"):
-        return [
-            "setpriv",
-            f"--reuid={entry.pw_uid}",
-            f"--regid={entry.pw_gid}",
-            "--init-groups",
-            "--",
-            *argv,
-        ]
-    if shutil.which("runuser"):
-        return ["runuser", "-u", user, "--", *argv]
-    raise StackError("neither setpriv nor runuser is installed (package util-linux)")
-
-
 def ensure_system_user(user: str, progress: Progress) -> None:
     """Create ``user`` as a system user without home and login shell if missing."""
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
@@ -16,7 +16,7 @@ import psycopg_pool
 from psycopg.types.json import Jsonb
 from pydantic import TypeAdapter
 
-from b2c_monitoring.alerting.notify import ChannelKind
+from b2c_monitoring.alerting.channels import ChannelKind
 from b2c_monitoring.alerting.rules import Condition, Rule, Severity
 from b2c_monitoring.alerting.schedules import Schedule
 from b2c_monitoring.auth import Principal
@@ -372,7 +372,3 @@ class AlertConfigStore:
             if row is None:
                 raise NotFound(f"no schedule of {job_type!r} in tenant {tenant_id!r}")
             _audit(conn, principal, "job_schedule.delete", job_type, tenant_id, now)
-
-
-def default_cooldown() -> timedelta:
-    return timedelta(minutes=5)

@@ -35,7 +35,8 @@ from b2c_monitoring.alerting.rules import (
 )
 from b2c_monitoring.alerting.schedules import Schedule
 from b2c_monitoring.errors import StorageError
-from b2c_monitoring.processors.job_flags import WindowPolicy
+from b2c_monitoring.processors.job_flags import JobFlag, WindowPolicy
+from b2c_monitoring.storage.job_windows import WINDOWS_JOIN, flag_condition, flag_params
 from b2c_monitoring.storage.logs import JOB_ID_ATTR, tenant_filter
 from b2c_monitoring.storage.logs import translate_errors as translate_es_errors
 
@@ -164,34 +165,16 @@ def _statuses_at(conn: psycopg.Connection[Any], pairs: Sequence[tuple[str, datet
 def _flagged_jobs(
     conn: psycopg.Connection[Any], tenant_id: str, policy: WindowPolicy, now: datetime
 ) -> list[FlaggedJob]:
-    # the rules of processors/job_flags.py, with each type's own windows
-    shortest_heartbeat = min(
-        [policy.default.heartbeat, *(policy.for_type(t).heartbeat for t in policy.per_type)]
-    )
-    shortest_start = min(
-        [policy.default.start, *(policy.for_type(t).start for t in policy.per_type)]
+    selects = " UNION ALL ".join(
+        f"(SELECT j.job_id, j.job_type, j.status, '{flag.value}', j.last_report_at "
+        f"FROM jobs j {WINDOWS_JOIN} WHERE j.tenant_id = %(tenant)s AND {flag_condition(flag)} "
+        "LIMIT %(n)s)"
+        for flag in JobFlag
     )
     rows = conn.execute(
-        "(SELECT job_id, job_type, status, created_at, last_report_at FROM jobs "
-        " WHERE tenant_id = %(t)s AND status = 'running' AND last_report_at < %(hb)s LIMIT %(n)s) "
-        "UNION ALL "
-        "(SELECT job_id, job_type, status, created_at, last_report_at FROM jobs "
-        " WHERE tenant_id = %(t)s AND status = 'pending' AND created_at < %(st)s LIMIT %(n)s)",
-        {
-            "t": tenant_id,
-            "hb": now - shortest_heartbeat,
-            "st": now - shortest_start,
-            "n": _MAX_JOBS,
-        },
+        selects, {"tenant": tenant_id, "n": _MAX_JOBS, **flag_params(policy.default, now)}
     ).fetchall()
-    out: list[FlaggedJob] = []
-    for job_id, job_type, status, created_at, last_report_at in rows:
-        windows = policy.for_type(job_type)
-        if status == "running" and now - last_report_at > windows.heartbeat:
-            out.append(FlaggedJob(job_id, job_type, status, "stalled", last_report_at))
-        elif status == "pending" and now - created_at > windows.start:
-            out.append(FlaggedJob(job_id, job_type, status, "overdue", last_report_at))
-    return out
+    return [FlaggedJob(*row) for row in rows]
 
 
 def _metric_sql(metric: str, alias: str) -> str:

@@ -22,7 +22,7 @@ import psycopg_pool
 from b2c_monitoring.alerting.lifecycle import AlertState, Change
 from b2c_monitoring.alerting.records import AlertRecord
 from b2c_monitoring.alerting.rules import AlertKind
-from b2c_monitoring.hub.events import HubEvent
+from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.hub_events import publish
 

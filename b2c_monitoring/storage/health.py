@@ -18,7 +18,7 @@ from typing import Any, Final
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from b2c_monitoring.hub.events import health_status_changed
+from b2c_monitoring.live_events import health_status_changed
 from b2c_monitoring.processors.health import (
     Component,
     HealthChange,

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import JsonValue
 
-from b2c_monitoring.hub.events import HubEvent, HubTarget
+from b2c_monitoring.live_events import HubEvent, HubTarget
 from b2c_monitoring.storage.db import copy_rows
 
 CHANNEL: Final = "b2c_hub_events"

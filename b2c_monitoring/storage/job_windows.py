@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, Final
 
 import psycopg_pool
 
 from b2c_monitoring.auth import Principal
-from b2c_monitoring.processors.job_flags import JobWindows, TypeWindows, WindowPolicy
+from b2c_monitoring.processors.job_flags import (
+    RULES,
+    JobFlag,
+    JobWindows,
+    TypeWindows,
+    WindowPolicy,
+)
 from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import translate_errors
+
+WINDOWS_JOIN: Final = "LEFT JOIN job_type_windows w ON w.job_type = j.job_type"
+
+
+def flag_condition(flag: JobFlag, *, job: str = "j", windows: str = "w") -> str:
+    """``RULES[flag]`` in SQL, over ``jobs`` as ``job`` LEFT JOINed to
+    ``job_type_windows`` as ``windows`` on the job type (``WINDOWS_JOIN``: a type
+    without its own window has the default); its parameters are ``flag_params``."""
+    rule = RULES[flag]
+    return (
+        f"{job}.status = '{rule.status.value}' AND {job}.{rule.clock} < "
+        f"%(flag_now)s - coalesce({windows}.{rule.window}_window, %(flag_{rule.window})s)"
+    )
+
+
+def flag_params(default: JobWindows, now: datetime) -> dict[str, Any]:
+    return {"flag_now": now, "flag_heartbeat": default.heartbeat, "flag_start": default.start}
 
 
 def _seconds(window: timedelta | None) -> float | None:

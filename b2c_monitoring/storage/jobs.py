@@ -32,11 +32,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.hub.events import job_status_changed
+from b2c_monitoring.live_events import job_status_changed
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows
 from b2c_monitoring.processors.jobs import Job, JobChange, JobReport, derive_all
 from b2c_monitoring.storage.db import copy_rows, retry_conflicts, translate_errors
 from b2c_monitoring.storage.hub_events import publish
+from b2c_monitoring.storage.job_windows import WINDOWS_JOIN, flag_condition, flag_params
 
 JobKey = tuple[str, str]
 
@@ -221,14 +222,9 @@ def list_sql(
         )
     join = ""
     if query.flag is not None:
-        # the same rules as processors/job_flags.py; a type without its own window
-        # has the default
-        join = "LEFT JOIN job_type_windows w ON w.job_type = j.job_type"
-        params.update(now=now, heartbeat=windows.heartbeat, start=windows.start)
-        if query.flag is JobFlag.STALLED:
-            where.append("j.last_report_at < %(now)s - coalesce(w.heartbeat_window, %(heartbeat)s)")
-        else:
-            where.append("j.created_at < %(now)s - coalesce(w.start_window, %(start)s)")
+        join = WINDOWS_JOIN
+        params.update(flag_params(windows, now))
+        where.append(flag_condition(query.flag))
 
     status_list = sorted(statuses) if statuses is not None else None
     tenant_axis: list[str | None] = [*tenants] if tenants else [None]

@@ -20,8 +20,8 @@ import psycopg
 import psycopg_pool
 from psycopg.types.json import Jsonb
 
+from b2c_monitoring.alerting.channels import Channel, ChannelKind, backoff
 from b2c_monitoring.alerting.lifecycle import AlertState, ChangeKind
-from b2c_monitoring.alerting.notify import Channel, ChannelKind, backoff
 from b2c_monitoring.alerting.records import AlertRecord
 from b2c_monitoring.alerting.rules import Severity
 from b2c_monitoring.storage.db import translate_errors

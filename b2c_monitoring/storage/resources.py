@@ -18,7 +18,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from b2c_monitoring.hub.events import resource_metrics_updated
+from b2c_monitoring.live_events import resource_metrics_updated
 from b2c_monitoring.processors.resources import (
     VALUE_FIELDS,
     Bucket,

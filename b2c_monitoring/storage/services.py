@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from b2c_monitoring.auth import Principal
-from b2c_monitoring.hub.events import service_status_changed
+from b2c_monitoring.live_events import service_status_changed
 from b2c_monitoring.processors.services import (
     CheckReport,
     DampingPolicy,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Final, Literal, get_args
+from typing import Final, Literal
 
 from pydantic import JsonValue
 from pydantic.alias_generators import to_camel
@@ -34,8 +34,6 @@ HubTarget = Literal[
     "ResourceAlertTriggered",
     "ServiceStatusChanged",
 ]
-
-HUB_TARGETS: Final[tuple[HubTarget, ...]] = get_args(HubTarget)
 
 
 @dataclass(frozen=True, slots=True)

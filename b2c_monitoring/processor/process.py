@@ -15,13 +15,13 @@ import psycopg_pool
 from b2c_monitoring import declared_services, readiness
 from b2c_monitoring.alerting.service import start_alerting
 from b2c_monitoring.errors import StorageUnavailable
+from b2c_monitoring.processor.workers import WorkerPool
 from b2c_monitoring.receivers.batch_outcomes import BatchOutcomes
 from b2c_monitoring.receivers.health_endpoint import start_health_server
 from b2c_monitoring.receivers.metrics_handler import MetricsHandler, count_only
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
 from b2c_monitoring.receivers.service_logs import LogsHandler, count_logs
 from b2c_monitoring.receivers.traces import TraceHandler
-from b2c_monitoring.receivers.workers import WorkerPool
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.logs import LogIndices
