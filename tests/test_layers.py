@@ -54,7 +54,12 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
         ),
     ),
     ("storage", frozenset({"storage"})),
-    ("runtime", frozenset({"receivers", "hub", "alerting.service", "alerting.senders", "probes"})),
+    (
+        "runtime",
+        frozenset(
+            {"receivers", "hub", "alerting.service", "alerting.senders", "probes", "readiness"}
+        ),
+    ),
     ("processes", frozenset({"processor", "api"})),
     ("operations", frozenset({"stack", "dashboards", "cli", "demo", "demo_services", "__main__"})),
 )

@@ -26,7 +26,8 @@ def refused_batches(stack: LocalStack) -> float:
         f"http://127.0.0.1:{stack.layout.ports.processor_metrics}/metrics", timeout=5
     ).text
     match = re.search(
-        r'^b2c_processor_refused_batches_total\{code="UNAVAILABLE",signal="spans"\} (\S+)$',
+        r'^b2c_processor_refused_batches_total\{code="UNAVAILABLE",reason="store_unavailable",'
+        r'signal="spans"\} (\S+)$',
         text,
         re.M,
     )

@@ -8,8 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from b2c_monitoring import readiness
 from b2c_monitoring.api import problems, state
 from b2c_monitoring.api.command_waiters import CommandWaiters
 from b2c_monitoring.api.metrics import observe_request
@@ -144,7 +146,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """Live: the process answers (docs/development.md, "Liveness and readiness")."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready: Postgres answers (required); Elasticsearch (logs, errors) is reported."""
+        checks = [
+            readiness.postgres_pool(pool),
+            readiness.elasticsearch(es, f"{settings.logs_index}*", required=False),
+        ]
+        status = 200 if readiness.is_ready(checks) else 503
+        return JSONResponse(readiness.body(checks), status_code=status)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -33,6 +33,8 @@ STATUS_STYLES = {
     "unhealthy": "bold red",
     "down": "bold red",
     "unknown": "dim",
+    "ready": "green",
+    "not ready": "bold yellow",
 }
 
 

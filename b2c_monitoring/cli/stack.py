@@ -91,7 +91,7 @@ def down(home: HomeOpt = None) -> None:
 @app.command()
 @handle_errors
 def status(home: HomeOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show each part, whether it is healthy, and its endpoints."""
+    """Show each part: down (with its log's last lines), not ready (and why) or ready."""
     stack = local_stack(home)
     if json:
         output.raw_json(jsonlib.dumps(stack.status(), indent=2))
@@ -136,11 +136,23 @@ def print_console_hint(stack: LocalStack) -> None:
 
 def _print_status(stack: LocalStack) -> None:
     rows = []
-    for part in stack.status()["parts"]:
-        state = "healthy" if part["healthy"] else ("unhealthy" if part["running"] else "down")
+    parts = stack.status()["parts"]
+    for part in parts:
+        if not part["running"]:
+            state = "down"
+        elif not part["healthy"]:
+            state = "unhealthy"
+        else:
+            state = "ready" if part["ready"] else "not ready"
         endpoints = ", ".join(f"{k}={v}" for k, v in part["endpoints"].items())
-        rows.append((part["name"], output.status(state), part["pid"], endpoints))
-    output.table(f"Local stack in {stack.layout.home}", ["part", "state", "pid", "endpoints"], rows)
+        why = part["reason"] if part["running"] else f"see b2c stack logs {part['name']}"
+        rows.append((part["name"], output.status(state), part["pid"], why or "", endpoints))
+    output.table(
+        f"Local stack in {stack.layout.home}", ["part", "state", "pid", "why", "endpoints"], rows
+    )
+    for part in parts:
+        if not part["running"]:
+            output.errors.print(f"\n[bold]{part['name']}[/bold] is down; {part['reason']}")
 
 
 @app.command()

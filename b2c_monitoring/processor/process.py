@@ -11,15 +11,16 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import psycopg_pool
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from prometheus_client import start_http_server
 
-from b2c_monitoring import declared_services
+from b2c_monitoring import declared_services, readiness
 from b2c_monitoring.alerting.service import start_alerting
 from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.processor.workers import WorkerPool
+from b2c_monitoring.receivers.batch_outcomes import BatchOutcomes
+from b2c_monitoring.receivers.health_endpoint import start_health_server
 from b2c_monitoring.receivers.metrics_handler import MetricsHandler, count_only
 from b2c_monitoring.receivers.otlp import Authenticator, LogsService, MetricsService, TraceService
+from b2c_monitoring.receivers.service_logs import LogsHandler, count_logs
 from b2c_monitoring.receivers.traces import TraceHandler
 from b2c_monitoring.settings import Settings
 from b2c_monitoring.storage.db import make_pool
@@ -34,7 +35,11 @@ log = logging.getLogger(__name__)
 
 
 def build_server(
-    settings: Settings, handle: TraceHandler, metrics: MetricsHandler = count_only
+    settings: Settings,
+    handle: TraceHandler,
+    metrics: MetricsHandler = count_only,
+    outcomes: BatchOutcomes | None = None,
+    logs: LogsHandler = count_logs,
 ) -> grpc.Server:
     auth = Authenticator(settings.processor_token)
     server = grpc.server(
@@ -47,9 +52,10 @@ def build_server(
         ],
         maximum_concurrent_rpcs=settings.processor_workers * 4,
     )
-    TraceService(handle, auth).add_to_server(server)
-    MetricsService(metrics, auth).add_to_server(server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(auth), server)
+    outcomes = outcomes or BatchOutcomes()
+    TraceService(handle, auth, outcomes).add_to_server(server)
+    MetricsService(metrics, auth, outcomes).add_to_server(server)
+    LogsService(logs, auth, outcomes).add_to_server(server)
     server.add_insecure_port(settings.processor_listen)
     return server
 
@@ -104,8 +110,19 @@ def serve(settings: Settings) -> None:
     alerting = start_alerting(settings)
     workers = WorkerPool(settings, settings.processor_processes)
     workers.warm()
-    start_http_server(settings.processor_metrics_port, addr=settings.processor_metrics_host)
-    server = build_server(settings, workers, workers.metrics)
+    outcomes = BatchOutcomes()
+
+    def checks() -> list[readiness.Check]:
+        # the workers' own login: what they store with
+        store = readiness.postgres_url(settings.database_url)
+        refusing = outcomes.refusing()
+        batches = readiness.Check("batches", refusing is None, refusing)
+        return [store, batches]
+
+    start_health_server(
+        settings.processor_metrics_port, checks, addr=settings.processor_metrics_host
+    )
+    server = build_server(settings, workers, workers.metrics, outcomes, workers.logs)
     server.start()
     log.info(
         "processor listening on %s, metrics on :%d",

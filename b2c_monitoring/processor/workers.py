@@ -5,17 +5,30 @@ for all of it. The gRPC front hands each export request's bytes to a pool of
 spawned processes (spawn, not fork: the front has gRPC's threads running), each with
 its own database pool. A worker that dies breaks the pool: the request in flight is
 answered with a retryable status (the collector keeps it) and a new pool is made.
+
+A worker ends when the front dies, however it dies (``kill -9`` included), so that a
+crashed processor leaves no worker holding Postgres connections beside its
+successor: the kernel kills it (``PR_SET_PDEATHSIG``), and, since that signal follows
+the death of the *thread* that spawned the worker rather than of the process, a
+thread of the worker also waits on multiprocessing's parent sentinel (a pipe that
+reaches EOF when the front's process is gone) and exits then. The resource tracker
+ends by itself once no process holds its pipe any more.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from b2c_monitoring.receivers.metrics_handler import MetricsOutcome, handle_metrics_export
+from b2c_monitoring.receivers.service_logs import LogsOutcome, handle_logs_export
 from b2c_monitoring.receivers.traces import NotStored, TraceOutcome, handle_trace_export
 from b2c_monitoring.redaction import Patterns, compile_patterns
 from b2c_monitoring.settings import Settings
@@ -31,8 +44,29 @@ _default_tenant = ""
 _redact_patterns: Patterns = ()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """End this worker when the front dies (see the module's docstring)."""
+    parent = multiprocessing.parent_process()
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the front's end of the sentinel pipe is closed
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _init_worker(settings: Settings) -> None:
     global _store, _metrics, _default_tenant, _redact_patterns
+    _die_with_parent()
     pool = make_pool(settings.database_url, max_size=2, name="b2c-processor-worker")
     pool.open(wait=False)
     _store = JobStore(pool)
@@ -53,7 +87,7 @@ def _handle(data: bytes) -> TraceOutcome:
         return handle_trace_export(_store, _default_tenant, data, _redact_patterns)
     except Exception:
         log.exception("unexpected error deriving a trace export")
-        return TraceOutcome(not_stored=NotStored(True, _BUG))
+        return TraceOutcome(not_stored=NotStored(True, _BUG, "bug"))
 
 
 def _handle_metrics(data: bytes) -> MetricsOutcome:
@@ -62,7 +96,16 @@ def _handle_metrics(data: bytes) -> MetricsOutcome:
         return handle_metrics_export(_metrics, _default_tenant, data, _redact_patterns)
     except Exception:
         log.exception("unexpected error deriving a metrics export")
-        return MetricsOutcome(not_stored=NotStored(True, _BUG))
+        return MetricsOutcome(not_stored=NotStored(True, _BUG, "bug"))
+
+
+def _handle_logs(data: bytes) -> LogsOutcome:
+    assert _metrics is not None, "worker not initialised"
+    try:
+        return handle_logs_export(_metrics, _default_tenant, data)
+    except Exception:
+        log.exception("unexpected error deriving a logs export")
+        return LogsOutcome(not_stored=NotStored(True, _BUG, "bug"))
 
 
 def _ready() -> bool:
@@ -103,7 +146,9 @@ class WorkerPool:
                 if self._executor is executor:
                     self._executor = self._new_executor()
                     executor.shutdown(wait=False, cancel_futures=True)
-            return TraceOutcome(not_stored=NotStored(True, "a derivation worker died; retry"))
+            return TraceOutcome(
+                not_stored=NotStored(True, "a derivation worker died; retry", "worker_died")
+            )
 
     def metrics(self, data: bytes) -> MetricsOutcome:
         executor = self._executor
@@ -111,7 +156,19 @@ class WorkerPool:
             return executor.submit(_handle_metrics, data).result()
         except BrokenProcessPool:
             self._replace(executor)
-            return MetricsOutcome(not_stored=NotStored(True, "a derivation worker died; retry"))
+            return MetricsOutcome(
+                not_stored=NotStored(True, "a derivation worker died; retry", "worker_died")
+            )
+
+    def logs(self, data: bytes) -> LogsOutcome:
+        executor = self._executor
+        try:
+            return executor.submit(_handle_logs, data).result()
+        except BrokenProcessPool:
+            self._replace(executor)
+            return LogsOutcome(
+                not_stored=NotStored(True, "a derivation worker died; retry", "worker_died")
+            )
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         log.error("a derivation worker died; starting a new pool")

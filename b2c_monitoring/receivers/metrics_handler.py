@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from b2c_monitoring.errors import StorageError
 from b2c_monitoring.receivers.metrics import decode_request
-from b2c_monitoring.receivers.traces import NotStored
+from b2c_monitoring.receivers.traces import NotStored, storage_reason
 from b2c_monitoring.redaction import Patterns
 from b2c_monitoring.storage.metrics import MetricsStore
 
@@ -44,7 +44,9 @@ def count_only(data: bytes) -> MetricsOutcome:
     try:
         request = ExportMetricsServiceRequest.FromString(data)
     except DecodeError as exc:
-        return MetricsOutcome(not_stored=NotStored(False, f"not an OTLP metrics request: {exc}"))
+        return MetricsOutcome(
+            not_stored=NotStored(False, f"not an OTLP metrics request: {exc}", "not_otlp")
+        )
     points = 0
     for rm in request.resource_metrics:
         for sm in rm.scope_metrics:
@@ -61,7 +63,9 @@ def handle_metrics_export(
     try:
         request = ExportMetricsServiceRequest.FromString(data)
     except DecodeError as exc:
-        return MetricsOutcome(not_stored=NotStored(False, f"not an OTLP metrics request: {exc}"))
+        return MetricsOutcome(
+            not_stored=NotStored(False, f"not an OTLP metrics request: {exc}", "not_otlp")
+        )
     now = datetime.now(UTC)
     batch = decode_request(request, default_tenant, now, custom)
     rejected = [(r.reason, r.message) for r in batch.rejected]
@@ -73,7 +77,7 @@ def handle_metrics_export(
             received=batch.received,
             ignored=batch.ignored,
             rejected=rejected,
-            not_stored=NotStored(exc.retryable, exc.message),
+            not_stored=NotStored(exc.retryable, exc.message, storage_reason(exc)),
             store_seconds=time.perf_counter() - started,
         )
     return MetricsOutcome(

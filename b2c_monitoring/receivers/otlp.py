@@ -18,12 +18,14 @@ import time
 from collections import Counter as Tally
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from b2c_monitoring.receivers import pipeline_metrics as m
+from b2c_monitoring.receivers.batch_outcomes import BatchOutcomes
 from b2c_monitoring.receivers.metrics_handler import MetricsHandler
+from b2c_monitoring.receivers.service_logs import LogsHandler
 from b2c_monitoring.receivers.traces import TraceHandler
 
 log = logging.getLogger(__name__)
@@ -55,15 +57,19 @@ class Authenticator:
 class TraceService:
     """``TraceService.Export``, receiving the request's raw bytes (see ``add_to_server``)."""
 
-    def __init__(self, handle: TraceHandler, auth: Authenticator) -> None:
+    def __init__(
+        self, handle: TraceHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+    ) -> None:
         self._handle = handle
         self._auth = auth
+        self._outcomes = outcomes or BatchOutcomes()
 
     def Export(
         self, data: bytes, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self._auth.check(context)
         started = time.perf_counter()
+        digest = self._outcomes.arrived(data)
         outcome = self._handle(data)
         m.observe_store("spans", outcome.store_seconds, outcome.not_stored is None)
         m.RECEIVED.labels("spans").inc(outcome.received)
@@ -76,11 +82,16 @@ class TraceService:
                 if outcome.not_stored.retryable
                 else grpc.StatusCode.INVALID_ARGUMENT
             )
-            m.REFUSED_BATCHES.labels("spans", code.name).inc()
+            m.REFUSED_BATCHES.labels("spans", code.name, outcome.not_stored.reason).inc()
+            if outcome.not_stored.retryable:
+                self._outcomes.refused(
+                    "spans", data, digest, outcome.not_stored.reason, outcome.not_stored.message
+                )
             log.warning(
                 "job-state batch not stored (%s): %s", code.name, outcome.not_stored.message
             )
             context.abort(code, f"job-state batch not stored: {outcome.not_stored.message}")
+        self._outcomes.stored("spans", digest)
         m.STORED.labels("spans").inc(outcome.stored)
         for status, count in outcome.changes.items():
             m.JOB_CHANGES.labels(status).inc(count)
@@ -111,15 +122,19 @@ class MetricsService:
     """``MetricsService.Export``: connected-service checks, component health and resources,
     derived and stored by ``handle`` (raw request bytes, like ``TraceService``)."""
 
-    def __init__(self, handle: MetricsHandler, auth: Authenticator) -> None:
+    def __init__(
+        self, handle: MetricsHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+    ) -> None:
         self._handle = handle
         self._auth = auth
+        self._outcomes = outcomes or BatchOutcomes()
 
     def Export(
         self, data: bytes, context: grpc.ServicerContext
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         self._auth.check(context)
         started = time.perf_counter()
+        digest = self._outcomes.arrived(data)
         outcome = self._handle(data)
         m.observe_store("data_points", outcome.store_seconds, outcome.not_stored is None)
         m.RECEIVED.labels("data_points").inc(outcome.received)
@@ -132,9 +147,18 @@ class MetricsService:
                 if outcome.not_stored.retryable
                 else grpc.StatusCode.INVALID_ARGUMENT
             )
-            m.REFUSED_BATCHES.labels("data_points", code.name).inc()
+            m.REFUSED_BATCHES.labels("data_points", code.name, outcome.not_stored.reason).inc()
+            if outcome.not_stored.retryable:
+                self._outcomes.refused(
+                    "data_points",
+                    data,
+                    digest,
+                    outcome.not_stored.reason,
+                    outcome.not_stored.message,
+                )
             log.warning("metrics batch not stored (%s): %s", code.name, outcome.not_stored.message)
             context.abort(code, f"metrics batch not stored: {outcome.not_stored.message}")
+        self._outcomes.stored("data_points", digest)
         m.STORED.labels("data_points").inc(outcome.stored)
         for status in outcome.service_changes:
             m.SERVICE_CHANGES.labels(status).inc()
@@ -162,17 +186,58 @@ class MetricsService:
         server.add_generic_rpc_handlers((handler,))
 
 
-class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
-    """Logs go from the collector to Elasticsearch; this service only counts what reaches it."""
+class LogsService:
+    """``LogsService.Export``: the copy of log records that name a connected service (the
+    records themselves go from the collector to Elasticsearch); ``handle`` makes those
+    services known. Raw bytes, as for traces."""
 
-    def __init__(self, auth: Authenticator) -> None:
+    def __init__(
+        self, handle: LogsHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+    ) -> None:
+        self._handle = handle
         self._auth = auth
+        self._outcomes = outcomes or BatchOutcomes()
 
     def Export(
-        self, request: logs_service_pb2.ExportLogsServiceRequest, context: grpc.ServicerContext
+        self, data: bytes, context: grpc.ServicerContext
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         self._auth.check(context)
-        records = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-        m.RECEIVED.labels("log_records").inc(records)
-        m.IGNORED.labels("log_records").inc(records)
+        started = time.perf_counter()
+        digest = self._outcomes.arrived(data)
+        outcome = self._handle(data)
+        m.observe_store("log_records", outcome.store_seconds, outcome.not_stored is None)
+        m.RECEIVED.labels("log_records").inc(outcome.received)
+        if outcome.not_stored is not None:
+            code = (
+                grpc.StatusCode.UNAVAILABLE
+                if outcome.not_stored.retryable
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            m.REFUSED_BATCHES.labels("log_records", code.name, outcome.not_stored.reason).inc()
+            if outcome.not_stored.retryable:
+                self._outcomes.refused(
+                    "log_records",
+                    data,
+                    digest,
+                    outcome.not_stored.reason,
+                    outcome.not_stored.message,
+                )
+            log.warning("logs batch not stored (%s): %s", code.name, outcome.not_stored.message)
+            context.abort(code, f"logs batch not stored: {outcome.not_stored.message}")
+        self._outcomes.stored("log_records", digest)
+        m.STORED.labels("log_records").inc(outcome.received)
+        m.BATCH_SECONDS.labels("log_records").observe(time.perf_counter() - started)
         return logs_service_pb2.ExportLogsServiceResponse()
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.logs.v1.LogsService",
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.Export,
+                    request_deserializer=None,
+                    response_serializer=logs_service_pb2.ExportLogsServiceResponse.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))

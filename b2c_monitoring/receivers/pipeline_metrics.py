@@ -26,8 +26,16 @@ IGNORED = Counter(
 )
 REFUSED_BATCHES = Counter(
     "b2c_processor_refused_batches",
-    "Export requests answered with an error status, per signal and gRPC code (retryable ones are kept by the collector).",
-    ["signal", "code"],
+    "Export requests answered with an error status, per signal, gRPC code (UNAVAILABLE ones are "
+    "kept and retried by the collector) and reason (store_unavailable, store_rejected, "
+    "store_error, worker_died, bug, not_otlp).",
+    ["signal", "code", "reason"],
+)
+RETRIED_BATCHES = Counter(
+    "b2c_processor_retried_batches",
+    "Export requests that came back after a retryable refusal (the collector's retry), per "
+    "signal and outcome of the retry (stored, refused).",
+    ["signal", "outcome"],
 )
 STORE_SECONDS = Histogram(
     "b2c_processor_store_seconds",

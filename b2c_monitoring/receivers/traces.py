@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from b2c_monitoring.errors import StorageError
+from b2c_monitoring.errors import StorageError, StorageUnavailable
 from b2c_monitoring.receivers.spans import decode_request
 from b2c_monitoring.redaction import Patterns
 from b2c_monitoring.storage.jobs import JobStore
@@ -27,6 +27,14 @@ from b2c_monitoring.storage.jobs import JobStore
 class NotStored:
     retryable: bool
     message: str
+    # a short stable word for the refused-batches counter (pipeline_metrics)
+    reason: str = "store_error"
+
+
+def storage_reason(exc: StorageError) -> str:
+    if isinstance(exc, StorageUnavailable):
+        return "store_unavailable"
+    return "store_error" if exc.retryable else "store_rejected"
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,9 @@ def handle_trace_export(
     try:
         request = ExportTraceServiceRequest.FromString(data)
     except DecodeError as exc:
-        return TraceOutcome(not_stored=NotStored(False, f"not an OTLP trace export request: {exc}"))
+        return TraceOutcome(
+            not_stored=NotStored(False, f"not an OTLP trace export request: {exc}", "not_otlp")
+        )
     batch = decode_request(request, default_tenant, custom)
     received = len(batch.reports) + len(batch.rejected) + batch.ignored
     rejected = [(r.reason, r.message) for r in batch.rejected]
@@ -63,7 +73,7 @@ def handle_trace_export(
             received=received,
             ignored=batch.ignored,
             rejected=rejected,
-            not_stored=NotStored(exc.retryable, exc.message),
+            not_stored=NotStored(exc.retryable, exc.message, storage_reason(exc)),
             store_seconds=time.perf_counter() - started,
         )
     return TraceOutcome(

@@ -6,8 +6,10 @@ admin API serves https when the stack's TLS is on (``Api(tls=...)``).
 
 from __future__ import annotations
 
+import json
 import ssl
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +26,21 @@ def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
             return bool(response.status == 200)
     except (OSError, ValueError):
         return False
+
+
+def _readiness(url: str, context: ssl.SSLContext | None = None) -> str | None:
+    """``None`` when ``url`` (a ``/readyz``) answers 200, else its reason."""
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310 - loopback
+            return None if response.status == 200 else f"answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("reason")
+        except ValueError:
+            reason = None
+        return str(reason or f"{url} answered {exc.code}")
+    except (OSError, ValueError) as exc:
+        return f"{url} cannot be reached: {exc}"
 
 
 class AppPart:
@@ -134,12 +151,17 @@ class Processor(AppPart):
         )
 
     def healthy(self) -> bool:
-        return _get_ok(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        return _get_ok(f"http://127.0.0.1:{self.metrics_port}/healthz")
+
+    def readiness(self) -> str | None:
+        """Why it cannot store what it receives (Postgres, refused batches), or ``None``."""
+        return _readiness(f"http://127.0.0.1:{self.metrics_port}/readyz")
 
     def endpoints(self) -> dict[str, str]:
         return {
             "otlp_grpc": f"{self.address}:{self.layout.ports.processor_grpc}",
             "metrics": f"http://127.0.0.1:{self.metrics_port}/metrics",
+            "readyz": f"http://127.0.0.1:{self.metrics_port}/readyz",
         }
 
 
@@ -199,17 +221,29 @@ class Api(AppPart):
             argv=[sys.executable, "-m", "b2c_monitoring", "serve", "api"], env=self.base_env()
         )
 
+    def _context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = client_context(self.tls.ca_file, setting="B2C_TLS_CA_FILE")
+        # whether our own process answers on loopback: the chain is verified, the
+        # name is not (an operator's certificate may name only the public host)
+        context.check_hostname = False
+        return context
+
     def healthy(self) -> bool:
-        context = None
-        if self.tls is not None:
-            try:
-                context = client_context(self.tls.ca_file, setting="B2C_TLS_CA_FILE")
-            except ConfigError:
-                return False
-            # whether our own process answers on loopback: the chain is verified, the
-            # name is not (an operator's certificate may name only the public host)
-            context.check_hostname = False
+        try:
+            context = self._context()
+        except ConfigError:
+            return False
         return _get_ok(f"{self.api_url}/healthz", context)
+
+    def readiness(self) -> str | None:
+        """Why it cannot serve (Postgres), or ``None``."""
+        try:
+            context = self._context()
+        except ConfigError as exc:
+            return exc.message
+        return _readiness(f"{self.api_url}/readyz", context)
 
     def endpoints(self) -> dict[str, str]:
         base = self.api_url

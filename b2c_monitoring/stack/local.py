@@ -296,6 +296,8 @@ class LocalStack:
                     "name": s.name,
                     "running": s.running,
                     "healthy": s.healthy,
+                    "ready": s.ready,
+                    "reason": s.reason,
                     "pid": s.pid,
                     "log": str(s.log),
                     "endpoints": s.endpoints,

@@ -3,6 +3,14 @@
 Each part runs detached in its own session, its output appended to its log file,
 its pid in ``run/<part>/pid``. A part that does not turn healthy within its
 deadline is reported with its log file and the last lines of that log.
+
+Every process of a part carries ``B2C_STACK_MARK=<home>/<part>`` in its environment
+(children inherit it: the processor's workers, Postgres' backends), so what a crashed
+part left behind (re-parented, outside the recorded process group) is found by
+scanning ``/proc`` and ended before a new one starts and on ``stop``.
+
+``healthy`` is liveness (the process answers); a part that also has ``readiness``
+says whether it can do its work, and why not.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from pathlib import Path
 from b2c_monitoring.errors import StackError
 from b2c_monitoring.stack.base import Part, Progress, StackLayout
 
+MARK = "B2C_STACK_MARK"
+
 
 @dataclass(frozen=True)
 class PartStatus:
@@ -29,6 +39,26 @@ class PartStatus:
     pid: int | None
     log: Path
     endpoints: dict[str, str]
+    ready: bool
+    """Whether it can do its work: healthy, and its own readiness check (if any) passes."""
+    reason: str | None
+    """Why it is not ready (or not running): for a part that is down, its log's last lines."""
+
+
+def marked(mark: str) -> list[int]:
+    """Pids of live processes whose environment holds ``B2C_STACK_MARK=<mark>``."""
+    wanted = f"{MARK}={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -68,16 +98,44 @@ class Supervisor:
             return None
         return None if state == "Z" else pid
 
+    def mark(self, part: Part) -> str:
+        return f"{self.layout.home}/{part.name}"
+
+    def leftovers(self, part: Part) -> list[int]:
+        """Processes of ``part`` that are not the recorded one (a crashed part's children)."""
+        recorded = self.pid(part)
+        return [pid for pid in marked(self.mark(part)) if pid != recorded]
+
+    def end_leftovers(self, part: Part, progress: Progress, *, timeout: float = 10.0) -> None:
+        """End what a crashed ``part`` left behind: SIGTERM, then SIGKILL after ``timeout``."""
+        pids = self.leftovers(part)
+        if not pids:
+            return
+        progress(f"{part.name}: ending {len(pids)} process(es) a previous run left behind: {pids}")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (alive := set(marked(self.mark(part))) & set(pids)):
+            for pid in alive:
+                _reap(pid)
+            time.sleep(0.1)
+        for pid in set(marked(self.mark(part))) & set(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def start(self, part: Part, progress: Progress, *, timeout: float = 120.0) -> None:
         if self.pid(part) is not None and part.healthy():
             progress(f"{part.name}: already running")
             return
         part.install(progress)
+        if self.pid(part) is None:
+            self.end_leftovers(part, progress)
         launch = part.prepare()
         log_path = self.layout.log(part.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.layout.run(part.name).mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **launch.env}
+        env = {**os.environ, **launch.env, MARK: self.mark(part)}
         # the user's own group, not root's, for a part that runs unprivileged
         group = pwd.getpwnam(launch.user).pw_gid if launch.user else None
         with open(log_path, "ab") as log:
@@ -118,6 +176,7 @@ class Supervisor:
         pid = self.pid(part)
         if pid is None:
             self._pid_file(part).unlink(missing_ok=True)
+            self.end_leftovers(part, progress)
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
@@ -132,6 +191,7 @@ class Supervisor:
             time.sleep(0.2)
             _reap(pid)
         self._pid_file(part).unlink(missing_ok=True)
+        self.end_leftovers(part, progress)
         progress(f"{part.name}: stopped")
 
     def up(self, progress: Progress) -> None:
@@ -146,14 +206,28 @@ class Supervisor:
         result = []
         for part in self.parts:
             pid = self.pid(part)
+            healthy = pid is not None and part.healthy()
+            reason: str | None = None
+            if pid is None:
+                reason = f"not running; last lines of {self.layout.log(part.name)}:\n" + tail(
+                    self.layout.log(part.name), 10
+                )
+            elif not healthy:
+                reason = "running but not answering its health check"
+            else:
+                readiness = getattr(part, "readiness", None)
+                if readiness is not None:
+                    reason = readiness()
             result.append(
                 PartStatus(
                     name=part.name,
                     running=pid is not None,
-                    healthy=pid is not None and part.healthy(),
+                    healthy=healthy,
                     pid=pid,
                     log=self.layout.log(part.name),
                     endpoints=part.endpoints(),
+                    ready=healthy and reason is None,
+                    reason=reason,
                 )
             )
         return result

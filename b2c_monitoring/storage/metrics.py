@@ -91,6 +91,17 @@ class MetricsStore:
         )
         return retry_conflicts(lambda: self._apply_once(checks, health_reports, samples, now))
 
+    def discover(self, found: Sequence[services.Discovered], now: datetime) -> None:
+        """Make the services named by log records known (one transaction)."""
+        if not found:
+            return
+
+        def once() -> None:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                services.discover(cur, found, now)
+
+        retry_conflicts(once)
+
     def _apply_once(
         self,
         checks: Sequence[CheckReport],
@@ -107,6 +118,10 @@ class MetricsStore:
             applied = services.apply_checks(cur, checks, policy.damping, policy.retention, now)
             health_changes = health.apply_health(cur, health_reports, policy.stale_after, now)
             stored_samples = resources.apply_resources(cur, samples, policy.retention, now)
+            # resources under a name no check reported are a service of their own
+            services.discover(
+                cur, [services.Discovered(s.tenant_id, s.owner) for s in samples], now
+            )
         return AppliedMetrics(
             status_changes=applied.changes,
             health_changes=health_changes,

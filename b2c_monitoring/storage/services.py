@@ -586,3 +586,66 @@ def _test_entry(actor: Principal, report: CheckReport, now: datetime) -> audit.A
             "error": redact(report.error) if report.error else None,
         },
     )
+
+
+# Discovery: a service is known from its first report of any kind (telemetry contract),
+# not only from its checks: a communication error or a log line naming it (the
+# collector routes a copy of those records' identity to the processor), or resource
+# metrics under its name.
+
+_DISCOVER: Final = """
+INSERT INTO services (tenant_id, name, service_type, endpoint, status, first_seen, updated_at)
+SELECT t, n, ty, e, 'unknown', now_, now_
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u(t, n, ty, e),
+    (SELECT %s::timestamptz AS now_) AS c
+ORDER BY t, n
+ON CONFLICT (tenant_id, name) DO NOTHING
+"""
+# an address learnt later fills an endpoint nobody stated; never overwrites one
+_FILL_ENDPOINT: Final = """
+UPDATE services AS s SET endpoint = u.e, updated_at = %s
+FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(t, n, e)
+WHERE s.tenant_id = u.t AND s.name = u.n AND s.endpoint IS NULL
+"""
+
+
+@dataclass(frozen=True)
+class Discovered:
+    tenant_id: str
+    name: str
+    service_type: ServiceType = ServiceType.OTHER
+    endpoint: str | None = None
+
+
+def discover(cur: Any, found: Sequence[Discovered], now: datetime) -> None:
+    """Make ``found`` known (status unknown until a check says otherwise), inside the
+    caller's transaction; one row a service, whatever the batch repeats."""
+    unique: dict[ServiceKey, Discovered] = {}
+    for d in found:
+        before = unique.get((d.tenant_id, d.name))
+        if before is None or (before.endpoint is None and d.endpoint is not None):
+            unique[(d.tenant_id, d.name)] = d
+    if not unique:
+        return
+    rows = [unique[k] for k in sorted(unique)]
+    cur.execute(
+        _DISCOVER,
+        (
+            [d.tenant_id for d in rows],
+            [d.name for d in rows],
+            [d.service_type.value for d in rows],
+            [d.endpoint for d in rows],
+            now,
+        ),
+    )
+    addressed = [d for d in rows if d.endpoint is not None]
+    if addressed:
+        cur.execute(
+            _FILL_ENDPOINT,
+            (
+                now,
+                [d.tenant_id for d in addressed],
+                [d.name for d in addressed],
+                [d.endpoint for d in addressed],
+            ),
+        )

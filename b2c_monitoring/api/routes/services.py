@@ -43,6 +43,7 @@ from b2c_monitoring.processors.resources import HORIZON
 from b2c_monitoring.processors.services import (
     CheckReport,
     CheckSource,
+    DeclaredCheck,
     ServiceStatus,
     ServiceType,
 )
@@ -174,14 +175,29 @@ def get_resource_history(
     return service_views.resource_history(service, services, resources, start, end, resolution, now)
 
 
+def check_from_reports(endpoint: str | None) -> DeclaredCheck | None:
+    """The check a discovered service's reports allow: HTTP at the origin its ``url.full``
+    named, TCP at the ``server.address:server.port`` it named; ``None`` without a port."""
+    if not endpoint:
+        return None
+    if endpoint.startswith(("http://", "https://")):
+        return DeclaredCheck(kind="http", target=endpoint)
+    host, _, port = endpoint.rpartition(":")
+    if host and port.isdigit():
+        return DeclaredCheck(kind="tcp", target=endpoint)
+    return None
+
+
 @router.post(
     "/{id}/test",
     response_model=ConnectionTestResult,
     response_model_by_alias=True,
-    summary="Run the service's declared connection check now, from the monitoring service",
-    description="The result is recorded in the service's history as one check (flap damping "
+    summary="Run the service's connection check now, from the monitoring service",
+    description="The declared check, else one from what the service's reports said (HTTP at "
+    "the origin of `url.full`, TCP at `server.address:server.port`); 409 when there is "
+    "neither. The result is recorded in the service's history as one check (flap damping "
     "applies to its status), and the test in the audit log (`service.test`). Needs the "
-    "operator role and a declared check.",
+    "operator role.",
     responses=responses(401, 403, 404, 409, 422),
 )
 def run_connection_test(
@@ -191,12 +207,13 @@ def run_connection_test(
     policy: MetricsPolicyDep,
     now: Now,
 ) -> ConnectionTestResult:
-    if service.check is None:
+    declared = service.check or check_from_reports(service.endpoint)
+    if declared is None:
         raise Conflict(
-            f"service {service.name!r} has no declared check to run; declare one with "
-            f"PUT /api/admin/services/{service.name}"
+            f"service {service.name!r} has no declared check, and its reports named no "
+            "address to test (url.full, or server.address with server.port): declare a "
+            f"check with PUT /api/admin/services/{service.name}"
         )
-    declared = service.check
     spec = CheckSpec(
         kind=declared.kind,  # type: ignore[arg-type]
         target=declared.target,
