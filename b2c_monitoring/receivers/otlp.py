@@ -16,17 +16,21 @@ import hmac
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from b2c_monitoring.receivers import pipeline_metrics as m
 from b2c_monitoring.receivers.batch_outcomes import BatchOutcomes
-from b2c_monitoring.receivers.metrics_handler import MetricsHandler
-from b2c_monitoring.receivers.service_logs import LogsHandler
-from b2c_monitoring.receivers.traces import TraceHandler
+from b2c_monitoring.receivers.metrics_handler import MetricsHandler, MetricsOutcome
+from b2c_monitoring.receivers.service_logs import LogsHandler, LogsOutcome
+from b2c_monitoring.receivers.traces import NotStored, TraceHandler, TraceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -54,190 +58,167 @@ class Authenticator:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong processor token")
 
 
-class TraceService:
-    """``TraceService.Export``, receiving the request's raw bytes (see ``add_to_server``)."""
+class Outcome(Protocol):
+    """What every handler answers for one request (``TraceOutcome``, ``MetricsOutcome``,
+    ``LogsOutcome``): the one type the gRPC answer is mapped from."""
+
+    @property
+    def received(self) -> int: ...
+    @property
+    def not_stored(self) -> NotStored | None: ...
+    @property
+    def store_seconds(self) -> float | None: ...
+
+
+OutcomeT = TypeVar("OutcomeT", bound=Outcome)
+
+
+@dataclass(frozen=True)
+class Signal(Generic[OutcomeT]):
+    """How one OTLP signal differs from the others in its answer."""
+
+    label: str  # the pipeline metrics' signal label
+    what: str  # names a batch in messages: "job-state batch not stored"
+    service: str  # the gRPC service
+    response: type[Message]
+    # counts the outcome's own figures (stored, ignored, rejected, changes) once stored;
+    # returns the partial success (rejected count, message) or None
+    account: Callable[[OutcomeT], tuple[int, str] | None]
+    # the field of partial_success counting rejected items
+    rejected_field: str | None = None
+
+
+def _account_rejected(
+    label: str, item: str, rejected: list[tuple[str, str]]
+) -> tuple[int, str] | None:
+    for reason, _ in rejected:
+        m.REJECTED.labels(label, reason).inc()
+    return (len(rejected), _summary(rejected, item)) if rejected else None
+
+
+def _account_spans(outcome: TraceOutcome) -> tuple[int, str] | None:
+    m.IGNORED.labels("spans").inc(outcome.ignored)
+    m.STORED.labels("spans").inc(outcome.stored)
+    for status, count in outcome.changes.items():
+        m.JOB_CHANGES.labels(status).inc(count)
+    return _account_rejected("spans", "job-state span", outcome.rejected)
+
+
+def _account_data_points(outcome: MetricsOutcome) -> tuple[int, str] | None:
+    m.IGNORED.labels("data_points").inc(outcome.ignored)
+    m.STORED.labels("data_points").inc(outcome.stored)
+    for status in outcome.service_changes:
+        m.SERVICE_CHANGES.labels(status).inc()
+    for status in outcome.health_changes:
+        m.HEALTH_CHANGES.labels(status).inc()
+    return _account_rejected("data_points", "data point", outcome.rejected)
+
+
+def _account_log_records(outcome: LogsOutcome) -> tuple[int, str] | None:
+    m.STORED.labels("log_records").inc(outcome.received)
+    return None
+
+
+SPANS: Signal[TraceOutcome] = Signal(
+    "spans",
+    "job-state batch",
+    "opentelemetry.proto.collector.trace.v1.TraceService",
+    trace_service_pb2.ExportTraceServiceResponse,
+    _account_spans,
+    "rejected_spans",
+)
+DATA_POINTS: Signal[MetricsOutcome] = Signal(
+    "data_points",
+    "metrics batch",
+    "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    metrics_service_pb2.ExportMetricsServiceResponse,
+    _account_data_points,
+    "rejected_data_points",
+)
+# the copy of log records that name a connected service (the records themselves go
+# from the collector to Elasticsearch): the handler makes those services known
+LOG_RECORDS: Signal[LogsOutcome] = Signal(
+    "log_records",
+    "logs batch",
+    "opentelemetry.proto.collector.logs.v1.LogsService",
+    logs_service_pb2.ExportLogsServiceResponse,
+    _account_log_records,
+)
+
+
+class ExportService(Generic[OutcomeT]):
+    """One signal's ``Export``, receiving the request's raw bytes: a worker process
+    parses them, and the front stays free to receive (see ``add_to_server``)."""
 
     def __init__(
-        self, handle: TraceHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+        self,
+        signal: Signal[OutcomeT],
+        handle: Callable[[bytes], OutcomeT],
+        auth: Authenticator,
+        outcomes: BatchOutcomes | None = None,
     ) -> None:
+        self._signal = signal
         self._handle = handle
         self._auth = auth
         self._outcomes = outcomes or BatchOutcomes()
 
-    def Export(
-        self, data: bytes, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
+    def Export(self, data: bytes, context: grpc.ServicerContext) -> Message:
+        signal = self._signal
         self._auth.check(context)
         started = time.perf_counter()
         digest = self._outcomes.arrived(data)
         outcome = self._handle(data)
-        m.observe_store("spans", outcome.store_seconds, outcome.not_stored is None)
-        m.RECEIVED.labels("spans").inc(outcome.received)
-        m.IGNORED.labels("spans").inc(outcome.ignored)
-        for reason, _ in outcome.rejected:
-            m.REJECTED.labels("spans", reason).inc()
-        if outcome.not_stored is not None:
+        m.observe_store(signal.label, outcome.store_seconds, outcome.not_stored is None)
+        m.RECEIVED.labels(signal.label).inc(outcome.received)
+        refused = outcome.not_stored
+        if refused is not None:
             code = (
                 grpc.StatusCode.UNAVAILABLE
-                if outcome.not_stored.retryable
+                if refused.retryable
                 else grpc.StatusCode.INVALID_ARGUMENT
             )
-            m.REFUSED_BATCHES.labels("spans", code.name, outcome.not_stored.reason).inc()
-            if outcome.not_stored.retryable:
-                self._outcomes.refused(
-                    "spans", data, digest, outcome.not_stored.reason, outcome.not_stored.message
-                )
-            log.warning(
-                "job-state batch not stored (%s): %s", code.name, outcome.not_stored.message
-            )
-            context.abort(code, f"job-state batch not stored: {outcome.not_stored.message}")
-        self._outcomes.stored("spans", digest)
-        m.STORED.labels("spans").inc(outcome.stored)
-        for status, count in outcome.changes.items():
-            m.JOB_CHANGES.labels(status).inc(count)
-        m.BATCH_SECONDS.labels("spans").observe(time.perf_counter() - started)
-        response = trace_service_pb2.ExportTraceServiceResponse()
-        if outcome.rejected:
-            response.partial_success.rejected_spans = len(outcome.rejected)
-            response.partial_success.error_message = _summary(outcome.rejected)
+            m.REFUSED_BATCHES.labels(signal.label, code.name, refused.reason).inc()
+            if refused.retryable:
+                self._outcomes.refused(signal.label, data, digest, refused.reason, refused.message)
+            log.warning("%s not stored (%s): %s", signal.what, code.name, refused.message)
+            context.abort(code, f"{signal.what} not stored: {refused.message}")
+        self._outcomes.stored(signal.label, digest)
+        partial = signal.account(outcome)
+        m.BATCH_SECONDS.labels(signal.label).observe(time.perf_counter() - started)
+        response = signal.response()
+        if partial is not None and signal.rejected_field is not None:
+            setattr(response.partial_success, signal.rejected_field, partial[0])  # type: ignore[attr-defined]
+            response.partial_success.error_message = partial[1]  # type: ignore[attr-defined]
         return response
 
     def add_to_server(self, server: grpc.Server) -> None:
-        # registered by hand so that Export gets the bytes unparsed: a worker process
-        # parses them, and the front stays free to receive
         handler = grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.trace.v1.TraceService",
+            self._signal.service,
             {
                 "Export": grpc.unary_unary_rpc_method_handler(
                     self.Export,
                     request_deserializer=None,
-                    response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+                    response_serializer=lambda response: response.SerializeToString(),
                 )
             },
         )
         server.add_generic_rpc_handlers((handler,))
 
 
-class MetricsService:
-    """``MetricsService.Export``: connected-service checks, component health and resources,
-    derived and stored by ``handle`` (raw request bytes, like ``TraceService``)."""
-
-    def __init__(
-        self, handle: MetricsHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
-    ) -> None:
-        self._handle = handle
-        self._auth = auth
-        self._outcomes = outcomes or BatchOutcomes()
-
-    def Export(
-        self, data: bytes, context: grpc.ServicerContext
-    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
-        self._auth.check(context)
-        started = time.perf_counter()
-        digest = self._outcomes.arrived(data)
-        outcome = self._handle(data)
-        m.observe_store("data_points", outcome.store_seconds, outcome.not_stored is None)
-        m.RECEIVED.labels("data_points").inc(outcome.received)
-        m.IGNORED.labels("data_points").inc(outcome.ignored)
-        for reason, _ in outcome.rejected:
-            m.REJECTED.labels("data_points", reason).inc()
-        if outcome.not_stored is not None:
-            code = (
-                grpc.StatusCode.UNAVAILABLE
-                if outcome.not_stored.retryable
-                else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            m.REFUSED_BATCHES.labels("data_points", code.name, outcome.not_stored.reason).inc()
-            if outcome.not_stored.retryable:
-                self._outcomes.refused(
-                    "data_points",
-                    data,
-                    digest,
-                    outcome.not_stored.reason,
-                    outcome.not_stored.message,
-                )
-            log.warning("metrics batch not stored (%s): %s", code.name, outcome.not_stored.message)
-            context.abort(code, f"metrics batch not stored: {outcome.not_stored.message}")
-        self._outcomes.stored("data_points", digest)
-        m.STORED.labels("data_points").inc(outcome.stored)
-        for status in outcome.service_changes:
-            m.SERVICE_CHANGES.labels(status).inc()
-        for status in outcome.health_changes:
-            m.HEALTH_CHANGES.labels(status).inc()
-        m.BATCH_SECONDS.labels("data_points").observe(time.perf_counter() - started)
-        response = metrics_service_pb2.ExportMetricsServiceResponse()
-        if outcome.rejected:
-            response.partial_success.rejected_data_points = len(outcome.rejected)
-            response.partial_success.error_message = _summary(outcome.rejected, "data point")
-        return response
-
-    def add_to_server(self, server: grpc.Server) -> None:
-        # raw bytes, as for traces: a worker process parses them
-        handler = grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.metrics.v1.MetricsService",
-            {
-                "Export": grpc.unary_unary_rpc_method_handler(
-                    self.Export,
-                    request_deserializer=None,
-                    response_serializer=metrics_service_pb2.ExportMetricsServiceResponse.SerializeToString,
-                )
-            },
-        )
-        server.add_generic_rpc_handlers((handler,))
+def TraceService(
+    handle: TraceHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+) -> ExportService[TraceOutcome]:
+    return ExportService(SPANS, handle, auth, outcomes)
 
 
-class LogsService:
-    """``LogsService.Export``: the copy of log records that name a connected service (the
-    records themselves go from the collector to Elasticsearch); ``handle`` makes those
-    services known. Raw bytes, as for traces."""
+def MetricsService(
+    handle: MetricsHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+) -> ExportService[MetricsOutcome]:
+    """Connected-service checks, component health and resources, derived and stored."""
+    return ExportService(DATA_POINTS, handle, auth, outcomes)
 
-    def __init__(
-        self, handle: LogsHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
-    ) -> None:
-        self._handle = handle
-        self._auth = auth
-        self._outcomes = outcomes or BatchOutcomes()
 
-    def Export(
-        self, data: bytes, context: grpc.ServicerContext
-    ) -> logs_service_pb2.ExportLogsServiceResponse:
-        self._auth.check(context)
-        started = time.perf_counter()
-        digest = self._outcomes.arrived(data)
-        outcome = self._handle(data)
-        m.observe_store("log_records", outcome.store_seconds, outcome.not_stored is None)
-        m.RECEIVED.labels("log_records").inc(outcome.received)
-        if outcome.not_stored is not None:
-            code = (
-                grpc.StatusCode.UNAVAILABLE
-                if outcome.not_stored.retryable
-                else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            m.REFUSED_BATCHES.labels("log_records", code.name, outcome.not_stored.reason).inc()
-            if outcome.not_stored.retryable:
-                self._outcomes.refused(
-                    "log_records",
-                    data,
-                    digest,
-                    outcome.not_stored.reason,
-                    outcome.not_stored.message,
-                )
-            log.warning("logs batch not stored (%s): %s", code.name, outcome.not_stored.message)
-            context.abort(code, f"logs batch not stored: {outcome.not_stored.message}")
-        self._outcomes.stored("log_records", digest)
-        m.STORED.labels("log_records").inc(outcome.received)
-        m.BATCH_SECONDS.labels("log_records").observe(time.perf_counter() - started)
-        return logs_service_pb2.ExportLogsServiceResponse()
-
-    def add_to_server(self, server: grpc.Server) -> None:
-        handler = grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.logs.v1.LogsService",
-            {
-                "Export": grpc.unary_unary_rpc_method_handler(
-                    self.Export,
-                    request_deserializer=None,
-                    response_serializer=logs_service_pb2.ExportLogsServiceResponse.SerializeToString,
-                )
-            },
-        )
-        server.add_generic_rpc_handlers((handler,))
+def LogsService(
+    handle: LogsHandler, auth: Authenticator, outcomes: BatchOutcomes | None = None
+) -> ExportService[LogsOutcome]:
+    return ExportService(LOG_RECORDS, handle, auth, outcomes)
