@@ -45,6 +45,13 @@ if [ ! -x /usr/bin/chromium ]; then
         --no-install-recommends chromium fonts-dejavu-core fonts-liberation >/dev/null
 fi
 
+echo "== Redis from Debian, the broker of the Celery tests' real worker"
+if ! command -v redis-server >/dev/null; then
+    apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+        --no-install-recommends redis-server >/dev/null
+fi
+
 echo "== tests"
 set +e
 uv run pytest "$@"

@@ -16,14 +16,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.storage.job_commands import listen
+from b2c_monitoring.storage.listening import keep_following
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _FALLBACK_POLL_S: Final = 1.0
-_BACKOFF_S: Final = (0.5, 10.0)
 
 
 class CommandWaiters:
@@ -94,19 +93,16 @@ class CommandWaiters:
         self._wake_all()
 
     async def _run(self) -> None:
-        backoff = _BACKOFF_S[0]
-        while True:
-            try:
-                await listen(self._conninfo, self._wake, self._on_listening)
-            except StorageUnavailable as exc:
-                level = logging.WARNING if self._listening else logging.DEBUG
-                _log.log(level, "LISTEN on job commands lost, polls look every second: %s", exc)
-            except Exception:
-                # the task's edge: whatever broke, polls must not wait on a dead ear
-                _log.exception("LISTEN on job commands failed, polls look every second")
-            if self._listening:
-                backoff = _BACKOFF_S[0]
+        async def follow(held: Callable[[], None]) -> None:
+            def on_listening() -> None:
+                held()
+                self._on_listening()
+
+            await listen(self._conninfo, self._wake, on_listening)
+
+        def lost(_: bool) -> None:
+            # polls look every second meanwhile, and once more now
             self._listening = False
             self._wake_all()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_S[1])
+
+        await keep_following(follow, what="LISTEN on job commands", log=_log, on_lost=lost)

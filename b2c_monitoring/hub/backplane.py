@@ -18,15 +18,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-import psycopg
-
-from b2c_monitoring.errors import StorageUnavailable
 from b2c_monitoring.hub import protocol
 from b2c_monitoring.hub.ordering import Sequencer
-from b2c_monitoring.storage.db import translate_errors
 from b2c_monitoring.storage.hub_events import (
     CHANNEL,
     StoredEvent,
@@ -34,13 +30,13 @@ from b2c_monitoring.storage.hub_events import (
     read_after,
     read_ids_after,
 )
+from b2c_monitoring.storage.listening import keep_following, listening
 
 _log = logging.getLogger(__name__)
 
 _BATCH: Final = 1000
 _IDLE_CHECK_S: Final = 5.0  # a read now and then even without a notification
 _GAP_POLL_S: Final = 0.02  # while a gap may still fill (its writer has not ended)
-_BACKOFF_S: Final = (0.5, 10.0)
 
 
 class Subscriber(Protocol):
@@ -112,53 +108,39 @@ class Backplane:
                 subscriber.offer(event, encoded)
 
     async def _run(self) -> None:
-        backoff = _BACKOFF_S[0]
-        while True:
+        def lost(_: bool) -> None:
             self._following = False
-            try:
-                await self._follow()
-            except StorageUnavailable as exc:
-                _log.warning("hub backplane lost Postgres, reconnecting: %s", exc)
-            except Exception:
-                # the task's edge: whatever broke, the hub must keep following
-                _log.exception("hub backplane failed, reconnecting")
-            if self._following:
-                backoff = _BACKOFF_S[0]
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_S[1])
 
-    async def _follow(self) -> None:
-        with translate_errors():
-            conn = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, connect_timeout=3, application_name="b2c-api-hub"
-            )
-            async with conn:
-                await conn.execute(f"LISTEN {CHANNEL}")
-                if self._sequencer is None:
-                    self._sequencer = Sequencer(await latest_id(conn))
-                    self._started.set()
-                sequencer = self._sequencer
-                self._following = True
-                while True:
-                    given_up = sequencer.given_up
+        await keep_following(self._follow, what="hub backplane", log=_log, on_lost=lost)
+
+    async def _follow(self, held: Callable[[], None]) -> None:
+        async with listening(self._conninfo, CHANNEL, "b2c-api-hub") as conn:
+            if self._sequencer is None:
+                self._sequencer = Sequencer(await latest_id(conn))
+                self._started.set()
+            sequencer = self._sequencer
+            self._following = True
+            held()
+            while True:
+                given_up = sequencer.given_up
+                if self._by_tenant or self._every_tenant:
+                    rows, snapshot = await read_after(conn, sequencer.watermark, _BATCH)
+                    self.dispatch(sequencer.advance(rows, snapshot, time.monotonic()))
+                    read = len(rows)
+                else:
+                    # nobody to deliver to: follow the ids only
+                    ids, snapshot = await read_ids_after(conn, sequencer.watermark, _BATCH)
                     if self._by_tenant or self._every_tenant:
-                        rows, snapshot = await read_after(conn, sequencer.watermark, _BATCH)
-                        self.dispatch(sequencer.advance(rows, snapshot, time.monotonic()))
-                        read = len(rows)
-                    else:
-                        # nobody to deliver to: follow the ids only
-                        ids, snapshot = await read_ids_after(conn, sequencer.watermark, _BATCH)
-                        if self._by_tenant or self._every_tenant:
-                            # one joined during the read, at the watermark not yet
-                            # advanced: read again, with the events it is owed
-                            continue
-                        sequencer.advance(ids, snapshot, time.monotonic())
-                        read = len(ids)
-                    if sequencer.given_up != given_up:
-                        _log.warning("hub: gave up waiting for an event id (a stuck writer)")
-                    if read == _BATCH:
+                        # one joined during the read, at the watermark not yet
+                        # advanced: read again, with the events it is owed
                         continue
-                    timeout = _GAP_POLL_S if sequencer.waiting else _IDLE_CHECK_S
-                    # one notification is enough to read again; the read takes them all
-                    async for _ in conn.notifies(timeout=timeout, stop_after=1):
-                        pass
+                    sequencer.advance(ids, snapshot, time.monotonic())
+                    read = len(ids)
+                if sequencer.given_up != given_up:
+                    _log.warning("hub: gave up waiting for an event id (a stuck writer)")
+                if read == _BATCH:
+                    continue
+                timeout = _GAP_POLL_S if sequencer.waiting else _IDLE_CHECK_S
+                # one notification is enough to read again; the read takes them all
+                async for _ in conn.notifies(timeout=timeout, stop_after=1):
+                    pass

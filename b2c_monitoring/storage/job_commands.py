@@ -44,6 +44,7 @@ from b2c_monitoring.processors.job_commands import (
 from b2c_monitoring.processors.jobs import Scalar
 from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import translate_errors
+from b2c_monitoring.storage.listening import listening
 
 CHANNEL: Final = "job_commands"
 _COLUMNS: Final = (
@@ -473,15 +474,10 @@ async def listen(
     """LISTEN on ``job_commands`` on a connection of its own and call ``on_notify`` with
     each notified service name, until cancelled; ``on_listening`` once LISTEN holds.
     Raises ``StorageUnavailable`` when the connection fails."""
-    with translate_errors():
-        conn = await psycopg.AsyncConnection.connect(
-            conninfo, autocommit=True, connect_timeout=3, application_name="b2c-api-listen"
-        )
-        async with conn:
-            await conn.execute(f"LISTEN {CHANNEL}")
-            on_listening()
-            while True:
-                async for notify in conn.notifies(timeout=check_every_s):
-                    on_notify(notify.payload)
-                # a quiet connection may be a dead one: ask, so a lost server surfaces
-                await conn.execute("SELECT 1")
+    async with listening(conninfo, CHANNEL, "b2c-api-listen") as conn:
+        on_listening()
+        while True:
+            async for notify in conn.notifies(timeout=check_every_s):
+                on_notify(notify.payload)
+            # a quiet connection may be a dead one: ask, so a lost server surfaces
+            await conn.execute("SELECT 1")
