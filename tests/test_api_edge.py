@@ -70,10 +70,18 @@ def test_a_nul_or_lone_surrogate_in_a_json_body_is_a_422_problem(
 def test_a_time_outside_what_the_stores_take_is_a_422(
     api: httpx.Client, admin: str, until: str
 ) -> None:
+    # a service that exists, so the time is what the answer is about (the case:
+    # it reached Elasticsearch, which refused it, and the API answered 500)
+    declared = api.put("/api/admin/services/edge-erp", json={"type": "ERP"}, headers=bearer(admin))
+    assert declared.status_code in (200, 201), declared.text
     response = api.get(
-        "/api/admin/services/s/communication-errors", params={"until": until}, headers=bearer(admin)
+        "/api/admin/services/edge-erp/communication-errors",
+        params={"until": until},
+        headers=bearer(admin),
     )
     assert response.status_code == 422, response.text
+    listed = api.get("/api/admin/jobs", params={"until": until}, headers=bearer(admin))
+    assert listed.status_code == 422, listed.text
 
 
 def test_a_405_names_every_method_of_the_path(api: httpx.Client, admin: str) -> None:

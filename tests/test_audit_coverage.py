@@ -49,6 +49,8 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/maintenance-windows/{window_id}/end"): "maintenance_window.end",
     ("PUT", "/api/admin/job-schedules/{job_type}"): "job_schedule.put",
     ("DELETE", "/api/admin/job-schedules/{job_type}"): "job_schedule.delete",
+    # a scheduler's integration registering its schedule, with a probe token
+    ("PUT", "/api/probes/job-schedules/{job_type}"): "job_schedule.put",
 }
 
 TENANTLESS = {("PUT", "/api/admin/job-types/{job_type}/windows")}
@@ -90,19 +92,25 @@ def test_each_audited_route_writes_its_audit_row_with_the_caller_and_tenant(
     api: httpx.Client, api_url: str, pool: psycopg_pool.ConnectionPool, tenant: str
 ) -> None:
     record, admin = TokenStore(pool).create("auditor", Role.ADMIN, [tenant], datetime.now(UTC))
+    probe_record, probe = TokenStore(pool).create(
+        "auditor", Role.PROBE, [tenant], datetime.now(UTC)
+    )
     called: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
-    def call(method: str, route: str, json: Any = None, **path: str) -> httpx.Response:
+    def call(
+        method: str, route: str, json: Any = None, *, as_probe: bool = False, **path: str
+    ) -> httpx.Response:
+        secret, token_id = (probe, probe_record.id) if as_probe else (admin, record.id)
         with pool.connection() as conn:
             row = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
         assert row is not None
-        response = api.request(method, route.format(**path), json=json, headers=bearer(admin))
+        response = api.request(method, route.format(**path), json=json, headers=bearer(secret))
         assert response.is_success, (method, route, response.text)
         with pool.connection() as conn:
             rows = conn.execute(
                 "SELECT action, actor_name, actor_token_id, tenant_id FROM audit_log "
                 "WHERE seq > %s AND actor_token_id = %s ORDER BY seq",
-                (row[0], record.id),
+                (row[0], token_id),
             ).fetchall()
         called[(method, route)] = [
             {"action": a, "actor": n, "token": t, "tenant": tid} for a, n, t, tid in rows
@@ -155,6 +163,13 @@ def test_each_audited_route_writes_its_audit_row_with_the_caller_and_tenant(
     call("POST", "/api/admin/maintenance-windows/{window_id}/end", window_id=window.json()["id"])
     call("PUT", "/api/admin/job-schedules/{job_type}", {"cron": "0 2 * * *"}, job_type=job_type)
     call("DELETE", "/api/admin/job-schedules/{job_type}", job_type=job_type)
+    call(
+        "PUT",
+        "/api/probes/job-schedules/{job_type}",
+        {"cron": "0 3 * * *", "tenantId": tenant},
+        as_probe=True,
+        job_type=job_type,
+    )
 
     assert set(called) == set(AUDITED), "call every audited route here"
     for key, rows in called.items():

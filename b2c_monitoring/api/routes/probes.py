@@ -177,16 +177,15 @@ def register_schedule(
     body: ScheduleIn,
     principal: Probe,
     config: AlertConfigDep,
+    now: Now,
 ) -> ScheduleOut:
     try:
         validate(body.cron, body.timezone)
     except InvalidSchedule as exc:
-        field = "timezone" if "time zone" in str(exc) else "cron"
         raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": None}]
+            [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
         ) from exc
     tenant = target_tenant(principal, body.tenant_id)
-    now = datetime.now(UTC)
     grace = timedelta(seconds=body.grace_s)
     for record in config.schedules([tenant]):
         same = record.schedule

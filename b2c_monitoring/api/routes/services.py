@@ -207,12 +207,19 @@ def run_connection_test(
     policy: MetricsPolicyDep,
     now: Now,
 ) -> ConnectionTestResult:
-    declared = service.check or check_from_reports(service.endpoint)
+    # a declared service says itself what to check: its reports' address stands in only
+    # for a service known from its reports alone
+    declared = service.check or (None if service.declared else check_from_reports(service.endpoint))
     if declared is None:
+        why = (
+            "is declared without a check"
+            if service.declared
+            else "has no declared check, and its reports named no address to test (url.full, "
+            "or server.address with server.port)"
+        )
         raise Conflict(
-            f"service {service.name!r} has no declared check, and its reports named no "
-            "address to test (url.full, or server.address with server.port): declare a "
-            f"check with PUT /api/admin/services/{service.name}"
+            f"service {service.name!r} {why}: declare a check with "
+            f"PUT /api/admin/services/{service.name}"
         )
     spec = CheckSpec(
         kind=declared.kind,  # type: ignore[arg-type]
