@@ -3,7 +3,7 @@ start within the grace period raises a missed_run alert, and one arriving resolv
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -18,6 +18,18 @@ from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS
 router = APIRouter(prefix="/api/admin/job-schedules", tags=["alerts"])
 
 JobTypePath = Annotated[str, Path(min_length=1, max_length=MAX_JOB_TYPE_CHARS)]
+
+
+def schedule_of(job_type: str, body: ScheduleIn, now: datetime) -> Schedule:
+    """The schedule ``body`` asks for, from ``now``; a cron or time zone that does not
+    parse is a 422 on its body field, like any invalid field."""
+    try:
+        validate(body.cron, body.timezone)
+    except InvalidSchedule as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
+        ) from exc
+    return Schedule(job_type, body.cron, body.timezone, timedelta(seconds=body.grace_s), now)
 
 
 @router.get(
@@ -51,13 +63,7 @@ def list_schedules(
 def put_schedule(
     job_type: JobTypePath, body: ScheduleIn, principal: Operator, config: AlertConfigDep, now: Now
 ) -> ScheduleOut:
-    try:
-        validate(body.cron, body.timezone)
-    except InvalidSchedule as exc:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
-        ) from exc
-    schedule = Schedule(job_type, body.cron, body.timezone, timedelta(seconds=body.grace_s), now)
+    schedule = schedule_of(job_type, body, now)
     record = config.put_schedule(target_tenant(principal, body.tenant_id), schedule, principal, now)
     return ScheduleOut.of(record, next_expected(body.cron, body.timezone, now))
 

@@ -23,10 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from b2c_monitoring.alerting.schedules import InvalidSchedule, Schedule, next_expected, validate
+from b2c_monitoring.alerting.schedules import next_expected
 from b2c_monitoring.api.alert_models import ScheduleIn, ScheduleOut
 from b2c_monitoring.api.command_models import (
     CommandDecline,
@@ -44,8 +43,8 @@ from b2c_monitoring.api.deps import (
     target_tenant,
 )
 from b2c_monitoring.api.problems import responses
+from b2c_monitoring.api.routes.job_schedules import JobTypePath, schedule_of
 from b2c_monitoring.auth import Principal
-from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS
 from b2c_monitoring.processors import job_commands as jc
 
 router = APIRouter(prefix="/api/probes", tags=["probes"])
@@ -173,30 +172,22 @@ def command_decline(
     responses=responses(401, 403, 404, 422),
 )
 def register_schedule(
-    job_type: Annotated[str, Path(min_length=1, max_length=MAX_JOB_TYPE_CHARS)],
+    job_type: JobTypePath,
     body: ScheduleIn,
     principal: Probe,
     config: AlertConfigDep,
     now: Now,
 ) -> ScheduleOut:
-    try:
-        validate(body.cron, body.timezone)
-    except InvalidSchedule as exc:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
-        ) from exc
+    schedule = schedule_of(job_type, body, now)
     tenant = target_tenant(principal, body.tenant_id)
-    grace = timedelta(seconds=body.grace_s)
     for record in config.schedules([tenant]):
         same = record.schedule
         if (same.job_type, same.cron, same.timezone, same.grace) == (
-            job_type,
-            body.cron,
-            body.timezone,
-            grace,
+            schedule.job_type,
+            schedule.cron,
+            schedule.timezone,
+            schedule.grace,
         ):
             return ScheduleOut.of(record, next_expected(body.cron, body.timezone, now))
-    record = config.put_schedule(
-        tenant, Schedule(job_type, body.cron, body.timezone, grace, now), principal, now
-    )
+    record = config.put_schedule(tenant, schedule, principal, now)
     return ScheduleOut.of(record, next_expected(body.cron, body.timezone, now))
