@@ -14,7 +14,7 @@ import pytest
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.errors import StorageRejected, StorageUnavailable
 from b2c_monitoring.processors.jobs import JobReport
-from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.db import make_pool, retry_conflicts
 from b2c_monitoring.storage.jobs import JobStore
 
 pytestmark = pytest.mark.integration
@@ -139,51 +139,6 @@ def test_two_replicas_writing_the_same_jobs_at_once_lose_nothing(fresh_db: str) 
         p.close()
 
 
-def test_a_job_another_replica_stored_after_this_batch_read_it_is_merged_not_overwritten(
-    fresh_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The writer reads without a lock and updates only the version it read: a replica
-    that stored the job in between makes the batch run again (locking), on its row."""
-    pools = [make_pool(fresh_db, max_size=1, name=f"replica-{n}") for n in (1, 2)]
-    for p in pools:
-        p.open(wait=True)
-    try:
-        mine, other = JobStore(pools[0]), JobStore(pools[1])
-        mine.apply([report("j", JobState.RUNNING, 1, progress=10)], NOW)
-        read = JobStore._read
-        reads: list[bool] = []
-
-        def read_then_race(
-            cur: psycopg.Cursor[tuple[Any, ...]], keys: list[tuple[str, str]], locking: bool
-        ) -> Any:
-            stored = read(cur, keys, locking)
-            reads.append(locking)
-            if len(reads) == 1:  # the other replica stores the job before this batch writes
-                other.apply([report("j", JobState.SUCCEEDED, 9)], NOW)
-            return stored
-
-        monkeypatch.setattr(JobStore, "_read", staticmethod(read_then_race))
-        mine.apply([report("j", JobState.RUNNING, 5, progress=50)], NOW)
-
-        # the first read unlocked; the other replica's own; the retry locking
-        assert reads == [False, False, True]
-        [j] = mine.get("j", None)
-        assert (j.status, j.progress_percent, j.started_at, j.completed_at) == (
-            JobState.SUCCEEDED,
-            100,
-            T0 + timedelta(seconds=1),
-            T0 + timedelta(seconds=9),
-        )
-        assert [(c.status, c.progress_percent) for c in mine.timeline("t1", "j")] == [
-            (JobState.RUNNING, 10),
-            (JobState.RUNNING, 50),
-            (JobState.SUCCEEDED, 100),
-        ]
-    finally:
-        for p in pools:
-            p.close()
-
-
 def test_an_unreachable_database_is_a_retryable_error() -> None:
     p = make_pool("postgresql://b2c@127.0.0.1:1/b2c", max_size=1, name="down")
     p.open(wait=False)
@@ -205,3 +160,19 @@ def test_nothing_is_half_stored_when_a_batch_fails(
     with pytest.raises(StorageRejected):
         store.apply([report("ok", JobState.RUNNING, 1), report("bad", JobState.FAILED, 1)], NOW)
     assert store.get("ok", None) == []
+
+
+def test_a_batch_that_loses_every_race_is_refused_as_retryable_not_as_bad_data() -> None:
+    """A unique violation that outlasts the retries (writers inserting the same new jobs
+    again and again) must reach the collector as retryable: a permanent refusal drops
+    the batch."""
+    attempts: list[int] = []
+
+    def always_beaten() -> None:
+        attempts.append(1)
+        raise psycopg.errors.UniqueViolation("another writer inserted this job first")
+
+    with pytest.raises(StorageUnavailable) as caught:
+        retry_conflicts(always_beaten, also=(psycopg.errors.UniqueViolation,))
+    assert caught.value.retryable
+    assert len(attempts) > 1

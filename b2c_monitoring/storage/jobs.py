@@ -2,13 +2,11 @@
 
 ``apply`` writes one export request's reports in one short transaction:
 
-1. read the stored rows of the batch's jobs with their versions (``xmin``), without
-   a lock (a retry locks them ``FOR UPDATE``, in key order);
+1. lock the stored rows of the batch's jobs (``FOR UPDATE``, in key order, so two
+   replicas lock in the same order);
 2. derive every job in Python (``processors/jobs.py``, pure);
 3. insert the new jobs with one ``COPY``; update the changed ones by a ``COPY`` into
-   a staging table and one ``UPDATE`` from there that writes a row only if its
-   version is still the one read (a replica that wrote it meanwhile makes the
-   transaction run again);
+   a staging table and one statement from there;
 4. add a timeline row for every distinct report of the batch, changed job or not
    (a report redelivered after a later one derives no change but belongs in the
    timeline): one ``COPY``, and when a row is already there (the unique key
@@ -16,8 +14,7 @@
    rows staged and inserted ``ON CONFLICT DO NOTHING``. Redelivery is rare, so the
    common path stays a plain ``COPY``.
 
-A deadlock or serialization failure between replicas (a version that moved, see 3)
-retries the whole transaction,
+A deadlock or serialization failure between replicas retries the whole transaction,
 and so does a unique violation: a timeline row already stored (see 4), or a primary-key violation: another replica inserted one of the new jobs
 meanwhile, and the next attempt finds it in step 1 and merges onto it.
 """
@@ -35,7 +32,7 @@ from typing import Any, Final
 import orjson
 import psycopg
 import psycopg_pool
-from psycopg.errors import SerializationFailure, UniqueViolation
+from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 
@@ -63,37 +60,28 @@ _JOB_TYPES: Final = (
 
 # Updates go through a staging table of the connection's own, filled with COPY like
 # the inserts (an UPDATE over unnest()ed array parameters spent more time dumping the
-# arrays in Python than Postgres spent updating). Each staged row carries the version
-# (``xmin``) of the row it was derived from, and the UPDATE writes a job only while
-# that version is still the stored one: a replica that stored the job meanwhile
-# makes the count fall short, and the transaction runs again on what it stored.
-# The join is forced to a nested loop over the primary key: a temporary table has
-# no statistics, and a hash join would read every job.
+# arrays in Python than Postgres spent updating). ON CONFLICT DO UPDATE finds each
+# row by the primary key: a join from a temporary table without statistics could be
+# planned as a scan of all jobs. Every staged row exists (its lock is held), so each
+# one conflicts and is updated.
 _STAGE: Final = "job_updates"
 _CREATE_STAGE: Final = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE jobs, version bigint) "
-    "ON COMMIT DELETE ROWS"
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE jobs) ON COMMIT DELETE ROWS"
 )
-_COPY_STAGE: Final = f"COPY {_STAGE} ({_COLUMNS}, version) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE: Final = f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _UPDATED: Final = [c for c in _COLUMNS.split(", ") if c not in ("tenant_id", "job_id")]
-_NESTED_LOOP: Final = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 _UPDATE: Final = (
-    "UPDATE jobs j SET "
-    + ", ".join(f"{c} = s.{c}" for c in _UPDATED)
-    + f" FROM {_STAGE} s WHERE j.tenant_id = s.tenant_id AND j.job_id = s.job_id "
-    "AND j.xmin = s.version::text::xid"
+    f"INSERT INTO jobs ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} "
+    "ON CONFLICT (tenant_id, job_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
 )
 
-# The stored rows of a batch's jobs with their versions. Read without a lock: the
-# versioned UPDATE above finds a row another replica changed meanwhile. A retry locks
-# them (in key order, so two replicas lock in the same order): the second attempt
-# is one that already lost a race, and must not lose it again.
-_READ: Final = f"""
-SELECT xmin::text::bigint, {_COLUMNS} FROM jobs
+_LOCK: Final = f"""
+SELECT {_COLUMNS} FROM jobs
 WHERE (tenant_id, job_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))
+ORDER BY tenant_id, job_id
+FOR UPDATE
 """
-_LOCK: Final = f"{_READ} ORDER BY tenant_id, job_id FOR UPDATE"
-_STAGE_TYPES: Final = (*_JOB_TYPES, "int8")
 
 _COPY_CHANGES: Final = (
     "COPY job_changes (tenant_id, job_id, status, progress_percent, at, error_message, "
@@ -312,13 +300,11 @@ class JobStore:
         # one row per distinct report; dict: the batch's order, duplicates dropped
         timeline = list(dict.fromkeys(timeline_entry(r) for r in reports))
         redelivered = False
-        attempts = 0
 
         def once() -> AppliedBatch:
-            nonlocal redelivered, attempts
-            attempts += 1
+            nonlocal redelivered
             try:
-                return self._apply_once(grouped, timeline, now, redelivered, attempts > 1)
+                return self._apply_once(grouped, timeline, now, redelivered)
             except UniqueViolation as exc:
                 if exc.diag.constraint_name == _REPORT_KEY:
                     redelivered = True
@@ -332,7 +318,6 @@ class JobStore:
         timeline: list[JobChange],
         now: datetime,
         redelivered: bool,
-        locking: bool,
     ) -> AppliedBatch:
         with self._pool.connection() as conn:
             if conn not in self._staged:
@@ -341,7 +326,7 @@ class JobStore:
                 conn.execute(_CREATE_CHANGE_STAGE)
                 conn.commit()
                 self._staged.add(conn)
-            return self._apply_in(conn, grouped, timeline, now, redelivered, locking)
+            return self._apply_in(conn, grouped, timeline, now, redelivered)
 
     def _apply_in(
         self,
@@ -350,33 +335,25 @@ class JobStore:
         timeline: list[JobChange],
         now: datetime,
         redelivered: bool,
-        locking: bool,
     ) -> AppliedBatch:
         changes: list[JobChange] = []
         inserts: list[Job] = []
-        updates: list[tuple[Job, int]] = []
+        updates: list[Job] = []
         with conn.transaction(), conn.cursor() as cur:
-            stored = self._read(cur, list(grouped), locking)
+            stored = self._lock(cur, list(grouped))
             for key, batch in grouped.items():
-                version, before = stored.get(key, (0, None))
+                before = stored.get(key)
                 after, job_changes = derive_all(before, batch, now)
                 if after is None or after is before:
                     continue
-                if before is None:
-                    inserts.append(after)
-                else:
-                    updates.append((after, version))
+                (updates if before is not None else inserts).append(after)
                 changes.extend(job_changes)
 
             if inserts:
                 copy_rows(cur, _COPY_JOBS, _JOB_TYPES, map(_row, inserts))
             if updates:
-                copy_rows(cur, _COPY_STAGE, _STAGE_TYPES, ((*_row(j), v) for j, v in updates))
-                cur.execute(_NESTED_LOOP)
+                copy_rows(cur, _COPY_STAGE, _JOB_TYPES, map(_row, updates))
                 cur.execute(_UPDATE)
-                if cur.rowcount != len(updates):
-                    # another replica stored one of these jobs since it was read
-                    raise SerializationFailure("a job changed since this batch read it")
             rows = (
                 (c.tenant_id, c.job_id, c.status.value, c.progress_percent, c.at,
                  c.error_message, now)
@@ -389,21 +366,16 @@ class JobStore:
                 copy_rows(cur, _COPY_CHANGES, _CHANGE_TYPES, rows)
             # the hub tells what moved a job; a redelivered report moves nothing
             if changes:
-                job_types = {
-                    (j.tenant_id, j.job_id): j.job_type
-                    for j in (*inserts, *(job for job, _ in updates))
-                }
+                job_types = {(j.tenant_id, j.job_id): j.job_type for j in (*inserts, *updates)}
                 publish(conn, job_status_changed(changes, job_types))
             return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
 
     @staticmethod
-    def _read(
-        cur: psycopg.Cursor[tuple[Any, ...]], keys: list[JobKey], locking: bool
-    ) -> dict[JobKey, tuple[int, Job]]:
+    def _lock(cur: psycopg.Cursor[tuple[Any, ...]], keys: list[JobKey]) -> dict[JobKey, Job]:
         # two documents a stored job: orjson parses them in a tenth of json.loads' time
         set_json_loads(orjson.loads, cur)
-        cur.execute(_LOCK if locking else _READ, ([k[0] for k in keys], [k[1] for k in keys]))
-        return {(row[1], row[2]): (row[0], _job_from_tuple(row[1:])) for row in cur.fetchall()}
+        cur.execute(_LOCK, ([k[0] for k in keys], [k[1] for k in keys]))
+        return {(row[0], row[1]): _job_from_tuple(row) for row in cur.fetchall()}
 
     # reads
 
