@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # (at 2 cores, 3 workers kept up with 19,900 spans/s, 2 with 19,200)
     processor_processes: int = Field(default_factory=lambda: (os.cpu_count() or 1) + 1, ge=1, le=64)
     processor_max_message_bytes: int = 64 * 1024 * 1024
+    # The front ends each connection after this long (GOAWAY; RPCs in progress get 30 s
+    # more): the collector's round robin over a headless Service resolves the name again
+    # only when a connection ends, so without it replicas added later get no traffic.
+    processor_max_connection_age_s: int = Field(default=120, ge=10, le=86400)
 
     # the admin API
     api_url: str = "http://127.0.0.1:8000"
