@@ -337,6 +337,12 @@ def _the_leader(stack: LocalStack) -> Processor | None:
     return None
 
 
+def _rounds(stack: LocalStack, loop: str) -> list[float]:
+    return [
+        _metric(p, "b2c_alert_rounds_total", f'{{loop="{loop}"}}') or 0.0 for p in stack.processors
+    ]
+
+
 def _delivered(hook: HttpReceiver) -> list[tuple[str, str]]:
     """(alert id, event) of every delivery the receiver answered 2xx."""
     return [(b["alert"]["id"], b["event"]) for b in hook.accepted()]
@@ -364,19 +370,18 @@ def test_alerting_runs_on_one_replica_moves_when_it_dies_and_notifies_once(
     )
     try:
         leader = eventually(lambda: _the_leader(replica_stack), timeout=30, what="one leader")
-        rounds = [
-            _metric(p, "b2c_alert_rounds_total", '{loop="evaluator"}') or 0.0
-            for p in replica_stack.processors
-        ]
+        loops = ("evaluator", "notifier")
+        rounds = [_rounds(replica_stack, loop) for loop in loops]
         time.sleep(2 * float(PROCESSOR_ENV["B2C_ALERT_INTERVAL_S"]) + 1)
-        later = [
-            _metric(p, "b2c_alert_rounds_total", '{loop="evaluator"}') or 0.0
-            for p in replica_stack.processors
-        ]
-        evaluating = [
-            p.name for p, a, b in zip(replica_stack.processors, rounds, later, strict=True) if b > a
-        ]
-        assert evaluating == [leader.name], "only the leader evaluates"
+        for loop, before in zip(loops, rounds, strict=True):
+            ran = [
+                p.name
+                for p, a, b in zip(
+                    replica_stack.processors, before, _rounds(replica_stack, loop), strict=True
+                )
+                if b > a
+            ]
+            assert ran == [leader.name], f"only the leader runs the {loop}"
         assert _the_leader(replica_stack) is leader
 
         made = api.post(
