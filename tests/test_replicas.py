@@ -8,7 +8,7 @@ module's own with 3 processors behind the collector's round robin and 2 APIs.
 - alerting runs on exactly one replica, moves to another within the documented bound
   when that one dies, and sends no notification twice.
 
-The stack lives in ``<test home>/replicas`` on the test offset + 600, beside the test
+The stack lives in ``<test home>/replicas`` on the test offset + 800, beside the test
 stack and the fault suite's (+ 500). Marked ``fault`` like the fault suite (it kills
 parts of its own stack): ``-m "not fault"`` leaves it out, ``scripts/test.sh`` runs it.
 """
@@ -73,7 +73,7 @@ def _started_with(pid: int, env: dict[str, str]) -> bool:
 @pytest.fixture(scope="module")
 def replica_stack() -> Iterator[LocalStack]:
     home = Path(os.environ.get("B2C_TEST_HOME") or repo_root() / ".b2c-test").resolve()
-    offset = int(os.environ.get("B2C_TEST_PORT_OFFSET", "1000")) + 600
+    offset = int(os.environ.get("B2C_TEST_PORT_OFFSET", "1000")) + 800
     local = LocalStack(
         StackLayout(home=home / "replicas", ports=Ports(offset)),
         fast_unsafe=True,
