@@ -90,6 +90,7 @@ _log = logging.getLogger(__name__)
 TENANT_HEADER: Final = "b2c_tenant"
 RETRY_OF_HEADER: Final = "b2c_retry_of"
 ATTEMPT_HEADER: Final = "b2c_attempt"
+_HEADERS: Final = (TENANT_HEADER, RETRY_OF_HEADER, ATTEMPT_HEADER)
 _RETRY_MARK: Final = ".retry"
 DEFAULT_ARGS_TTL_S: Final = 7 * 86400
 _BACKOFF_S: Final = (0.5, 5.0)
@@ -412,11 +413,13 @@ class CeleryMonitor:
         if not task_id:
             return None
         # custom headers reach the request as attributes (protocol 2) or in its headers
+        # (a missing attribute of Celery's Context costs an AttributeError: read its dict)
         given = getattr(request, "headers", None) or {}
+        fields = getattr(request, "__dict__", None)  # the worker's Request has slots
+        if fields is None:
+            fields = {key: getattr(request, key, None) for key in _HEADERS}
         headers = {
-            key: value
-            for key in (TENANT_HEADER, RETRY_OF_HEADER, ATTEMPT_HEADER)
-            if (value := given.get(key, getattr(request, key, None))) is not None
+            key: value for key in _HEADERS if (value := given.get(key, fields.get(key))) is not None
         }
         retries = int(getattr(request, "retries", 0) or 0)
         attempt = headers.get(ATTEMPT_HEADER)
