@@ -72,7 +72,7 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
 # The probes run inside the monitored services and install without the server's
 # dependencies (pyproject's core dependencies): they import only these.
 PROBES_MAY_IMPORT: Final = frozenset(
-    {"probes", "errors", "contract", "redaction", "tls", "checks", "processors"}
+    {"probes", "errors", "contract", "redaction", "tls", "checks", "processors", "periodic"}
 )
 
 
