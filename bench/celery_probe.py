@@ -34,12 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, signals
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from b2c_monitoring.contract import JobState
 from b2c_monitoring.probes import Probes, ProbeSettings
+from b2c_monitoring.probes._jobs import JobIdentity, emit_report
 from b2c_monitoring.probes.celery import instrument_celery
+from b2c_monitoring.processors.jobs import Scalar
 from b2c_monitoring.stack.base import Ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +136,24 @@ def run(setup: str, tasks: int, *, memory: bool, endpoint: str, token: str | Non
         undo()
 
 
+def report_cost(reports: int = 20_000) -> float:
+    """µs of CPU of one job report alone (``emit_report``, no Celery), no-op exporter."""
+    settings = ProbeSettings(service_name="bench", tenant_id="bench", token="unused")  # noqa: S106 - no-op exporter
+    probes = Probes(settings, span_exporter=NoopExporter())
+    job = JobIdentity.checked("ERP_SYNC", "bench-job", "bench", 1, None)
+    parent = Context()
+    metadata: dict[str, Scalar] = {"celery.task": "bench.noop", "celery.worker": "w@host"}
+    try:
+        for _ in range(500):
+            emit_report(probes._emitter, job, JobState.RUNNING, parent=parent, metadata=metadata)
+        start = time.process_time()
+        for _ in range(reports):
+            emit_report(probes._emitter, job, JobState.RUNNING, parent=parent, metadata=metadata)
+        return (time.process_time() - start) / reports * 1e6
+    finally:
+        probes.shutdown(5.0)
+
+
 def _stack_defaults() -> tuple[str, str | None]:
     home = Path(os.environ.get("B2C_TEST_HOME") or ROOT / ".b2c-test")
     credentials = home / "credentials.json"
@@ -157,6 +179,8 @@ def main() -> None:
                 run(setup, args.tasks, memory=False, endpoint=args.endpoint, token=args.token)
             )
     plain = statistics.median(cpu["plain"])
+    report = statistics.median(report_cost() for _ in range(args.rounds))
+    print(f"one job report alone (emit_report, no-op exporter): {report:.1f} us CPU")
     print(f"{args.tasks} no-op tasks a run, {args.rounds} rounds, medians")
     print(f"  plain (no integration): {plain:.1f} us CPU a task")
     for setup in setups[1:]:
