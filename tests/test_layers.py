@@ -61,7 +61,12 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
         ),
     ),
     ("processes", frozenset({"processor", "api"})),
-    ("operations", frozenset({"stack", "dashboards", "cli", "demo", "demo_services", "__main__"})),
+    (
+        "operations",
+        frozenset(
+            {"stack", "dashboards", "cli", "demo", "demo_celery", "demo_services", "__main__"}
+        ),
+    ),
 )
 
 # The probes run inside the monitored services and install without the server's
