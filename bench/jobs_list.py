@@ -147,10 +147,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def api_process(url: str, log: Path) -> Iterator[str]:
+def api_process(url: str, log: Path, elasticsearch_url: str | None = None) -> Iterator[str]:
     """An admin API of this bench's own, on the bench database."""
     base = f"http://127.0.0.1:{_free_port()}"
     env = {**os.environ, "B2C_DATABASE_URL": url, "B2C_API_URL": base}
+    if elasticsearch_url is not None:
+        env["B2C_ELASTICSEARCH_URL"] = elasticsearch_url
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "b2c_monitoring", "serve", "api"],

@@ -14,7 +14,7 @@ import pytest
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.errors import StorageRejected, StorageUnavailable
 from b2c_monitoring.processors.jobs import JobReport
-from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.db import make_pool, retry_conflicts
 from b2c_monitoring.storage.jobs import JobStore
 
 pytestmark = pytest.mark.integration
@@ -160,3 +160,19 @@ def test_nothing_is_half_stored_when_a_batch_fails(
     with pytest.raises(StorageRejected):
         store.apply([report("ok", JobState.RUNNING, 1), report("bad", JobState.FAILED, 1)], NOW)
     assert store.get("ok", None) == []
+
+
+def test_a_batch_that_loses_every_race_is_refused_as_retryable_not_as_bad_data() -> None:
+    """A unique violation that outlasts the retries (writers inserting the same new jobs
+    again and again) must reach the collector as retryable: a permanent refusal drops
+    the batch."""
+    attempts: list[int] = []
+
+    def always_beaten() -> None:
+        attempts.append(1)
+        raise psycopg.errors.UniqueViolation("another writer inserted this job first")
+
+    with pytest.raises(StorageUnavailable) as caught:
+        retry_conflicts(always_beaten, also=(psycopg.errors.UniqueViolation,))
+    assert caught.value.retryable
+    assert len(attempts) > 1

@@ -54,7 +54,14 @@ def retry_conflicts(
         with translate_errors():
             try:
                 return transaction()
-            except (*_CONFLICTS, *also):
+            except also as exc:
+                # a race lost every time is still a race, not bad data: refused as
+                # permanent, the collector would drop the batch
+                if attempt == _CONFLICT_ATTEMPTS:
+                    raise StorageUnavailable(
+                        f"lost {attempt} races with other writers; retry: {exc}"
+                    ) from exc
+            except _CONFLICTS:
                 if attempt == _CONFLICT_ATTEMPTS:
                     raise
     raise AssertionError("unreachable")
