@@ -6,7 +6,6 @@ test answered from the address its reports named."""
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Any
@@ -15,13 +14,15 @@ import grpc
 import httpx
 import psycopg_pool
 import pytest
+from opentelemetry._logs import LogRecord as ApiLogRecord
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource as SdkResource
 
@@ -144,8 +145,8 @@ def test_a_service_known_only_from_a_plain_log_line_is_listed_with_its_origin_in
     viewer = token(pool, Role.VIEWER, [tenant])
     other_tenant = f"{tenant}-other"
     outsider = token(pool, Role.VIEWER, [other_tenant])
-    # the standard SDK and Python's logging: an application's ordinary log line, no job,
-    # no metric, no communication-error event
+    # the standard SDK: an application's ordinary log line, no job, no metric, no
+    # communication-error event
     provider = LoggerProvider(resource=SdkResource.create({"service.name": "crm-connector"}))
     provider.add_log_record_processor(
         SimpleLogRecordProcessor(
@@ -156,22 +157,21 @@ def test_a_service_known_only_from_a_plain_log_line_is_listed_with_its_origin_in
             )
         )
     )
-    logger = logging.getLogger(f"tests.discovery.{name}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    handler = LoggingHandler(logger_provider=provider)
-    logger.addHandler(handler)
     try:
-        logger.info(
-            "synced 12 accounts",
-            extra={
-                "connected_service.name": name,
-                "url.full": "https://sync:s3cret@crm.example.com:8443/api/v2/accounts?key=abc",
-                "tenant.id": tenant,
-            },
+        provider.get_logger("crm-connector").emit(
+            ApiLogRecord(
+                timestamp=time.time_ns(),
+                body="synced 12 accounts",
+                severity_text="INFO",
+                severity_number=SeverityNumber.INFO,
+                attributes={
+                    "connected_service.name": name,
+                    "url.full": "https://sync:s3cret@crm.example.com:8443/api/v2/accounts?key=abc",
+                    "tenant.id": tenant,
+                },
+            )
         )
     finally:
-        logger.removeHandler(handler)
         provider.shutdown()
 
     service = eventually(
