@@ -8,6 +8,10 @@ The five targets are the ADR's client methods:
 - ``ResourceMetricsUpdated(serviceId, metrics)``
 - ``ResourceAlertTriggered(serviceId, alert)``
 
+and two of this product's own: ``ServiceStatusChanged(serviceId, name, status)`` and
+``JobCommandExpired(jobId, commandId, kind, reason)`` (a retry or cancel that no job
+runner took within the expiry).
+
 ``arguments`` are those parameters in order, already JSON (camelCase records).
 """
 
@@ -33,6 +37,7 @@ HubTarget = Literal[
     "ResourceMetricsUpdated",
     "ResourceAlertTriggered",
     "ServiceStatusChanged",
+    "JobCommandExpired",
 ]
 
 
@@ -63,6 +68,29 @@ def job_status_changed(
             job_type=job_types.get(key),
         )
         for key, c in last.items()
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredCommand:
+    tenant_id: str
+    job_id: str
+    command_id: str
+    kind: str
+    reason: str | None
+
+
+def job_command_expired(expired: Sequence[ExpiredCommand]) -> list[HubEvent]:
+    """``JobCommandExpired(jobId, commandId, kind, reason)`` for each command that just
+    expired: a page about the job (subscribed to it) stops waiting for its runner."""
+    return [
+        HubEvent(
+            tenant_id=c.tenant_id,
+            target="JobCommandExpired",
+            arguments=(c.job_id, c.command_id, c.kind, c.reason),
+            job_id=c.job_id,
+        )
+        for c in expired
     ]
 
 

@@ -1,8 +1,8 @@
 """A round of work every so often, in a daemon thread of its own, until stopped.
 
 The processor's background loop: its maintenance and the alert evaluator and
-notifier each run on it (the probes' ``Watch`` has the same schedule with the quiet
-logging a host's log needs). Rounds keep their
+notifier each run on it (the probes' ``Watch`` runs on the same schedule,
+``run_every``, with the quiet logging a host's log needs). Rounds keep their
 phase: ``every_s`` from the start, not from the end of the last round, and a round
 that overran its slot skips the slots it missed instead of running late rounds back
 to back. The loop is the thread's edge: whatever a round raises is logged and the
@@ -73,13 +73,19 @@ class Periodic:
             self._log.exception("%s: round crashed (next in %gs)", self.name, self.every_s)
 
     def _run(self) -> None:
-        next_at = time.monotonic()
-        while not self._stopping.is_set():
-            self._run_round()
-            next_at += self.every_s
-            now = time.monotonic()
-            if next_at <= now:
-                # overran: skip the missed slots, keep the phase
-                missed = int((now - next_at) // self.every_s) + 1
-                next_at += missed * self.every_s
-            self._stopping.wait(next_at - now)
+        run_every(self.every_s, self._stopping, self._run_round)
+
+
+def run_every(every_s: float, stopping: threading.Event, round_: Callable[[], object]) -> None:
+    """Calls ``round_`` every ``every_s`` seconds from now, in phase, until ``stopping``
+    is set; ``round_`` must not raise (it is the caller's edge)."""
+    next_at = time.monotonic()
+    while not stopping.is_set():
+        round_()
+        next_at += every_s
+        now = time.monotonic()
+        if next_at <= now:
+            # overran: skip the missed slots, keep the phase
+            missed = int((now - next_at) // every_s) + 1
+            next_at += missed * every_s
+        stopping.wait(next_at - now)

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # (at 2 cores, 3 workers kept up with 19,900 spans/s, 2 with 19,200)
     processor_processes: int = Field(default_factory=lambda: (os.cpu_count() or 1) + 1, ge=1, le=64)
     processor_max_message_bytes: int = 64 * 1024 * 1024
+    # The front ends each connection after this long (GOAWAY; RPCs in progress get 30 s
+    # more): the collector's round robin over a headless Service resolves the name again
+    # only when a connection ends, so without it replicas added later get no traffic.
+    processor_max_connection_age_s: int = Field(default=120, ge=10, le=86400)
 
     # the admin API
     api_url: str = "http://127.0.0.1:8000"
@@ -118,6 +122,10 @@ class Settings(BaseSettings):
     # B2C_NOTIFY_BACKOFF_S, doubling up to B2C_NOTIFY_BACKOFF_MAX_S, until it is
     # B2C_NOTIFY_MAX_AGE_S old (then it is recorded as failed).
     alert_interval_s: float = Field(default=15, ge=0.2, le=3600)
+    # With several processor replicas one leads alerting; the others ask for the lead
+    # every B2C_ALERT_LEADER_POLL_S, which bounds how long alerting waits for a new
+    # leader after the old one died (docs/capacity.md).
+    alert_leader_poll_s: float = Field(default=2, ge=0.2, le=60)
     notify_backoff_s: float = Field(default=5, ge=0.1, le=3600)
     notify_backoff_max_s: float = Field(default=600, ge=1, le=86400)
     notify_max_age_s: int = Field(default=86400, ge=60, le=30 * 86400)

@@ -21,3 +21,12 @@ NOTIFICATIONS: Final = Counter(
     "Alert notification deliveries attempted, per channel kind (webhook, slack, email) and outcome (sent, failed).",
     ["channel", "outcome"],
 )
+ALERTING_LEADER: Final = Gauge(
+    "b2c_alerting_leader",
+    "1 while this processor replica leads alerting (runs the alert evaluator and the notifier), else 0.",
+)
+ALERT_ROUNDS: Final = Counter(
+    "b2c_alert_rounds",
+    "Rounds of the alert evaluator and the notifier (loop) this process ran as the leader.",
+    ["loop"],
+)

@@ -19,6 +19,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200  # what the receiver answered
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -41,9 +42,10 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = receiver.status
                 with receiver._lock:
-                    receiver.received.append(Received(self.path, dict(self.headers), body))
-                self.send_response(receiver.status)
+                    receiver.received.append(Received(self.path, dict(self.headers), body, status))
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -70,6 +72,11 @@ class HttpReceiver:
     def bodies(self) -> list[Any]:
         with self._lock:
             return [r.json() for r in self.received]
+
+    def accepted(self) -> list[Any]:
+        """The bodies of the deliveries it answered with a 2xx."""
+        with self._lock:
+            return [r.json() for r in self.received if 200 <= r.status < 300]
 
 
 class _Handler:

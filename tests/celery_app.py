@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from b2c_monitoring.probes import ProbeSettings
 from b2c_monitoring.probes.celery import instrument_celery
@@ -28,6 +29,15 @@ app.conf.update(
         }
     },
 )
+if os.environ.get("B2C_TEST_CELERY_BEAT_EVERY_MINUTE") == "1":
+    # the missed-run test: a crontab entry a minute, registered with a short grace
+    app.conf.beat_schedule = {
+        "erp-every-minute": {
+            "task": "tests.celery_app.add",
+            "schedule": crontab(minute="*"),
+            "args": (1, 2),
+        }
+    }
 
 if os.environ.get("B2C_TEST_CELERY_INSTRUMENT", "1") == "1":
     instrument_celery(
@@ -44,6 +54,7 @@ if os.environ.get("B2C_TEST_CELERY_INSTRUMENT", "1") == "1":
         job_types={"tests.celery_app.add": "ERP_SYNC"},
         tenant_argument="tenant",
         poll_wait_s=1.0,
+        schedule_grace=timedelta(seconds=int(os.environ.get("B2C_TEST_CELERY_GRACE_S", "300"))),
     )
 
 

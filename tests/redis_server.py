@@ -1,52 +1,25 @@
-"""A real Redis (Debian's ``redis-server``) beside the test stack: its own port, data
-folder, config and log, daemonized and stopped by its pid."""
+"""The test stack's Redis (``stack/redis.py``, a part of the stack) as the Celery tests'
+broker and result backend: each test module takes a database number of its own,
+emptied before the module starts, so modules never see each other's queues or keys."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import time
-from pathlib import Path
+from dataclasses import dataclass
 
-from tests.api_process import free_port
+from b2c_monitoring.stack.local import LocalStack
+
+# database numbers of the test modules that use Redis (the demo's app uses 0)
+CELERY_TESTS = 1
+CELERY_BENCH = 15
 
 
-class RedisServer:
-    def __init__(self, home: Path, port: int | None = None) -> None:
-        self.home = home
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+@dataclass(frozen=True)
+class RedisDb:
+    url: str
+    database: int
 
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
-        self.home.mkdir(parents=True, exist_ok=True)
-        config = self.home / "redis.conf"
-        config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndaemonize yes\ndir {self.home}\n"
-            f"pidfile {self.home / 'redis.pid'}\nlogfile {self.home / 'redis.log'}\n"
-            'save ""\nappendonly no\nprotected-mode yes\n'
-        )
-        subprocess.run([binary, str(config)], check=True, timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if probe.stdout.strip() == "PONG":
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"redis-server did not answer on {self.port}: see {self.home}/redis.log")
 
-    def stop(self) -> None:
-        pidfile = self.home / "redis.pid"
-        if pidfile.exists():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+def redis_db(stack: LocalStack, database: int) -> RedisDb:
+    """``database`` of the stack's Redis, emptied."""
+    stack.redis.flush(database)
+    return RedisDb(stack.redis.url(database), database)

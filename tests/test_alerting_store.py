@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg_pool
 import pytest
+from psycopg.types.json import Jsonb
 from pydantic import TypeAdapter
 
 from b2c_monitoring.alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, ChannelKind, sign
@@ -365,6 +366,34 @@ def test_a_missed_run_fires_and_the_late_run_resolves_it(pool: psycopg_pool.Conn
     ev.run_once(hour + timedelta(minutes=8))
     (alert,) = alerts(pool)
     assert alert.state == "resolved"
+
+
+def test_a_run_apscheduler_skipped_as_missed_does_not_count_as_a_run(
+    pool: psycopg_pool.ConnectionPool,
+) -> None:
+    """EVENT_JOB_MISSED is reported as a cancelled job (apscheduler.skipped=missed): the
+    expected run did not happen, so the missed-run alert fires all the same."""
+    AlertConfigStore(pool).put_schedule(
+        T,
+        Schedule("ERP_SYNC", "0 * * * *", "UTC", timedelta(minutes=5), T0 - timedelta(days=1)),
+        OPS,
+        T0,
+    )
+    hour = T0.replace(minute=0, second=0)
+    for minutes, (job_id, skipped) in enumerate(
+        (("skipped", "missed"), ("busy", "max_instances")), start=6
+    ):
+        with pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO jobs (tenant_id, job_id, job_type, status, progress_percent, "
+                "created_at, completed_at, last_report_at, updated_at, metadata) "
+                "VALUES (%s, %s, 'ERP_SYNC', 'cancelled', 0, %s, %s, %s, %s, %s)",
+                (T, job_id, hour, hour, hour, hour, Jsonb({"apscheduler.skipped": skipped})),
+            )
+        evaluator(pool).run_once(hour + timedelta(minutes=minutes))
+        fired = [a for a in alerts(pool) if a.kind == "missed_run" and a.state == "firing"]
+        # skipped for max instances: the previous run still runs, so it is no missed run
+        assert len(fired) == (1 if skipped == "missed" else 0), skipped
 
 
 def test_two_notifiers_never_send_the_same_notification(pool: psycopg_pool.ConnectionPool) -> None:

@@ -25,7 +25,7 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.probes.celery import beat_entry_cron, job_id_of, task_id_of
 from tests.api_process import cli
 from tests.polling import eventually
-from tests.redis_server import RedisServer
+from tests.redis_server import CELERY_TESTS, RedisDb, redis_db
 from tests.test_job_commands import Served, command_state, job_state
 from tests.tokens import bearer, token
 
@@ -40,10 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+def redis(served: Served) -> RedisDb:
+    return redis_db(served.stack, CELERY_TESTS)
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Worker:
 
 
 def celery_env(
-    served: Served, redis: RedisServer, tenant: str, service: str, probe: str
+    served: Served, redis: RedisDb, tenant: str, service: str, probe: str
 ) -> dict[str, str]:
     stack = served.stack
     return {
@@ -83,7 +81,7 @@ def celery_env(
 @pytest.fixture(scope="module")
 def worker(
     served: Served,
-    redis: RedisServer,
+    redis: RedisDb,
     pool: psycopg_pool.ConnectionPool,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Worker]:
@@ -229,7 +227,7 @@ def test_b2c_jobs_cancel_stops_a_running_task_within_2s(
 
 
 def test_b2c_jobs_retry_runs_it_again_with_the_same_arguments(
-    served: Served, api: httpx.Client, worker: Worker, redis: RedisServer
+    served: Served, api: httpx.Client, worker: Worker, redis: RedisDb
 ) -> None:
     app = worker.app()
     secret = f"s3cr3t-{uuid.uuid4().hex}"
@@ -261,7 +259,7 @@ def test_b2c_jobs_retry_runs_it_again_with_the_same_arguments(
 
 def test_an_app_traced_only_with_opentelemetry_instrumentation_celery_shows_its_tasks_as_jobs(
     served: Served,
-    redis: RedisServer,
+    redis: RedisDb,
     pool: psycopg_pool.ConnectionPool,
     api: httpx.Client,
     tmp_path: Path,
@@ -323,3 +321,75 @@ def test_an_app_traced_only_with_opentelemetry_instrumentation_celery_shows_its_
             process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def test_a_beat_entry_whose_run_does_not_happen_fires_a_missed_run_alert(
+    served: Served,
+    redis: RedisDb,
+    pool: psycopg_pool.ConnectionPool,
+    api: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    """A real ``celery beat`` registers its crontab entry (every minute, 5 s grace) as the
+    job schedule of the entry's job type, then dies before the entry's next run: the
+    processor's evaluator raises the missed-run alert with no one declaring anything."""
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    service = f"celery-beat-{uuid.uuid4().hex[:8]}"
+    env = {
+        **celery_env(served, redis, tenant, service, token(pool, Role.PROBE, [tenant])),
+        "B2C_TEST_CELERY_BEAT_EVERY_MINUTE": "1",
+        "B2C_TEST_CELERY_GRACE_S": "5",
+    }
+    operator = token(pool, Role.OPERATOR, [tenant])
+    with (tmp_path / "beat.log").open("wb") as out:
+        beat = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.celery_app",
+                "beat",
+                "--schedule",
+                str(tmp_path / "celerybeat-schedule"),
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def registered() -> dict[str, Any] | None:
+            body = api.get(
+                "/api/admin/job-schedules", params={"tenant": tenant}, headers=bearer(operator)
+            ).json()
+            return next((s for s in body["items"] if s["jobType"] == "ERP_SYNC"), None)
+
+        schedule = eventually(registered, timeout=60, what="the beat entry's job schedule")
+    finally:
+        # beat dies before the entry's next minute: its run never happens
+        beat.send_signal(signal.SIGKILL)
+        beat.wait(10)
+    assert schedule["cron"] == "* * * * *"
+    assert schedule["graceS"] == 5
+
+    def missed() -> dict[str, Any] | None:
+        body = api.get(
+            "/api/admin/alerts",
+            params={"tenant": tenant, "kind": "missed_run"},
+            headers=bearer(operator),
+        ).json()
+        return next(iter(body["items"]), None)
+
+    # the next minute, its grace, and one or two rounds of the evaluator (15 s)
+    alert = eventually(missed, timeout=120, what="the missed-run alert")
+    assert alert["state"] == "firing"
+    assert alert["jobType"] == "ERP_SYNC"
+    assert alert["title"].startswith("ERP_SYNC did not start: expected at ")
+    jobs = api.get("/api/admin/jobs", params={"tenant": tenant}, headers=bearer(operator)).json()[
+        "items"
+    ]
+    assert jobs == []  # no run of that entry ever reached b2c

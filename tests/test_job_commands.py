@@ -42,6 +42,7 @@ from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.job_commands import JobCommandStore
 from b2c_monitoring.storage.jobs import JobStore
 from tests.api_process import cli, free_port
+from tests.hub_clients import HubClient
 from tests.polling import eventually
 from tests.tokens import bearer, token
 
@@ -388,6 +389,34 @@ def test_a_command_no_runner_takes_expires_and_the_api_and_cli_say_so(
     assert again.json()["state"] == "pending"
 
 
+def test_an_expired_command_is_said_so_on_the_hub(
+    served: Served, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    """A page about the job (a real @microsoft/signalr client subscribed to it) hears
+    that its command expired, with the reason, instead of waiting for a runner."""
+    job_id = seed_job(pool, tenant, JobState.FAILED, f"gone-{uuid.uuid4().hex[:8]}")
+    operator = token(pool, Role.OPERATOR, [tenant])
+    client = HubClient(served.url, token(pool, Role.VIEWER, [tenant]), "--job", job_id)
+    try:
+        client.wait_for("ready")
+        asked = api.post(f"/api/admin/jobs/{job_id}/retry", headers=bearer(operator)).json()
+        with pool.connection() as conn:  # as if it had been requested two minutes ago
+            conn.execute(
+                "UPDATE job_commands SET requested_at = requested_at - interval '2 minutes' "
+                "WHERE id = %s",
+                (uuid.UUID(asked["id"]),),
+            )
+        # any read of the job's commands (or the maintenance round) expires it
+        api.get(f"/api/admin/jobs/{job_id}/commands", headers=bearer(operator))
+        event = client.event("JobCommandExpired", timeout=30, args=[job_id, asked["id"]])
+        _, _, kind, reason, _event_id = event["arguments"]
+        assert kind == "retry"
+        assert reason.startswith("no job runner of gone-")
+        assert len(client.events("JobCommandExpired")) == 1
+    finally:
+        client.close()
+
+
 def test_the_maintenance_round_expires_commands_nobody_reads(
     pool: psycopg_pool.ConnectionPool, tenant: str
 ) -> None:
@@ -406,9 +435,16 @@ def test_the_maintenance_round_expires_commands_nobody_reads(
     store.request(command)
     store.expire(now - timedelta(seconds=2))  # 59 s old then: not yet
     assert store.for_job(tenant, job.job_id)[0].state is CommandState.PENDING
-    store.expire(now)
+    assert store.expire(now) == 1
     (stored,) = store.for_job(tenant, job.job_id)
     assert stored.state is CommandState.EXPIRED
+    with pool.connection() as conn:  # announced on the hub in the same transaction
+        announced = conn.execute(
+            "SELECT arguments FROM hub_events WHERE tenant_id = %s AND target = "
+            "'JobCommandExpired' AND job_id = %s",
+            (tenant, job.job_id),
+        ).fetchall()
+    assert [row[0][:3] for row in announced] == [[job.job_id, stored.id, "cancel"]]
     # a runner polling after the expiry is not handed it
     assert store.claim(service, [tenant], "late", now, lease=LEASE) == []
 

@@ -61,13 +61,18 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
         ),
     ),
     ("processes", frozenset({"processor", "api"})),
-    ("operations", frozenset({"stack", "dashboards", "cli", "demo", "demo_services", "__main__"})),
+    (
+        "operations",
+        frozenset(
+            {"stack", "dashboards", "cli", "demo", "demo_celery", "demo_services", "__main__"}
+        ),
+    ),
 )
 
 # The probes run inside the monitored services and install without the server's
 # dependencies (pyproject's core dependencies): they import only these.
 PROBES_MAY_IMPORT: Final = frozenset(
-    {"probes", "errors", "contract", "redaction", "tls", "checks", "processors"}
+    {"probes", "errors", "contract", "redaction", "tls", "checks", "processors", "periodic"}
 )
 
 

@@ -281,6 +281,35 @@ def _matches(wanted: str | None, actual: str | None) -> bool:
     return wanted is None or wanted == actual
 
 
+def _rule_alert(
+    rule: Rule,
+    key: str,
+    *,
+    title: str,
+    kind: AlertKind | None = None,
+    service_name: str | None = None,
+    service_id: str | None = None,
+    job_type: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    related_services: tuple[str, ...] = (),
+) -> DesiredAlert:
+    """The alert ``rule`` raises under the dedup ``key``, with the rule's severity and
+    cooldown (and kind, unless the rule raises another)."""
+    return DesiredAlert(
+        dedup_key=key,
+        rule_id=rule.id,
+        kind=kind or rule.kind,
+        severity=rule.severity,
+        title=title,
+        cooldown=rule.cooldown,
+        service_name=service_name,
+        service_id=service_id,
+        job_type=job_type,
+        details={} if details is None else details,
+        related_services=related_services,
+    )
+
+
 def _job_entry(job: FailedJob, services: Mapping[str, ServiceFact]) -> dict[str, Any]:
     return {
         "jobId": job.job_id,
@@ -322,13 +351,10 @@ def _service_alerts(rules: Iterable[Rule], facts: Facts) -> dict[str, DesiredAle
             else:
                 continue
             key = f"{rule.id}:service:{svc.name}"
-            out[key] = DesiredAlert(
-                dedup_key=key,
-                rule_id=rule.id,
-                kind=rule.kind,
-                severity=rule.severity,
+            out[key] = _rule_alert(
+                rule,
+                key,
                 title=title,
-                cooldown=rule.cooldown,
                 service_name=svc.name,
                 service_id=svc.service_id,
                 details=details,
@@ -381,13 +407,11 @@ def _job_failed_alerts(
                 attached.setdefault(key, {})[job.job_id] = entry
                 if key not in out:
                     fact = facts.services[svc]
-                    out[key] = DesiredAlert(
-                        dedup_key=key,
-                        rule_id=rule.id,
-                        kind=AlertKind.JOB_FAILED,
-                        severity=rule.severity,
+                    out[key] = _rule_alert(
+                        rule,
+                        key,
                         title=f"jobs fail: {svc} is down",
-                        cooldown=rule.cooldown,
+                        kind=AlertKind.JOB_FAILED,
                         service_name=svc,
                         service_id=fact.service_id,
                         details={"outageOf": svc, "affectedJobs": []},
@@ -401,13 +425,11 @@ def _job_failed_alerts(
             if now - job.completed_at < timedelta(seconds=cond.grouping_delay_s):
                 continue
             key = f"{rule.id}:job:{job.job_id}"
-            out[key] = DesiredAlert(
-                dedup_key=key,
-                rule_id=rule.id,
-                kind=AlertKind.JOB_FAILED,
-                severity=rule.severity,
+            out[key] = _rule_alert(
+                rule,
+                key,
                 title=f"job {job.job_id} ({job.job_type}) failed: {job.error_message or 'no message'}",
-                cooldown=rule.cooldown,
+                kind=AlertKind.JOB_FAILED,
                 job_type=job.job_type,
                 details={"job": entry},
                 related_services=tuple(c.name for c in job.called),
@@ -428,13 +450,10 @@ def evaluate(rules: Sequence[Rule], facts: Facts, now: datetime) -> dict[str, De
                 if not _matches(cond.job_type, flagged.job_type):
                     continue
                 key = f"{rule.id}:job:{flagged.job_id}"
-                out[key] = DesiredAlert(
-                    dedup_key=key,
-                    rule_id=rule.id,
-                    kind=rule.kind,
-                    severity=rule.severity,
+                out[key] = _rule_alert(
+                    rule,
+                    key,
                     title=f"job {flagged.job_id} ({flagged.job_type}) is {flagged.flag}",
-                    cooldown=rule.cooldown,
                     job_type=flagged.job_type,
                     details={
                         "jobId": flagged.job_id,
@@ -453,14 +472,11 @@ def evaluate(rules: Sequence[Rule], facts: Facts, now: datetime) -> dict[str, De
                     continue
                 key = f"{rule.id}:resource:{owner}:{metric}"
                 svc = facts.services.get(owner)
-                out[key] = DesiredAlert(
-                    dedup_key=key,
-                    rule_id=rule.id,
-                    kind=rule.kind,
-                    severity=rule.severity,
+                out[key] = _rule_alert(
+                    rule,
+                    key,
                     title=f"{owner}: {metric} above {cond.threshold_percent:g} % for "
                     f"{cond.duration_s} s",
-                    cooldown=rule.cooldown,
                     service_name=owner,
                     service_id=svc.service_id if svc else None,
                     details={
@@ -480,14 +496,11 @@ def evaluate(rules: Sequence[Rule], facts: Facts, now: datetime) -> dict[str, De
                     continue
                 key = f"{rule.id}:service:{service}"
                 svc = facts.services.get(service)
-                out[key] = DesiredAlert(
-                    dedup_key=key,
-                    rule_id=rule.id,
-                    kind=rule.kind,
-                    severity=rule.severity,
+                out[key] = _rule_alert(
+                    rule,
+                    key,
                     title=f"{service}: more than {cond.threshold_per_minute:g} communication "
                     "errors a minute",
-                    cooldown=rule.cooldown,
                     service_name=service,
                     service_id=svc.service_id if svc else None,
                     details={
@@ -504,13 +517,10 @@ def evaluate(rules: Sequence[Rule], facts: Facts, now: datetime) -> dict[str, De
                 if comp.status not in bad or not _matches(cond.component, comp.name):
                     continue
                 key = f"{rule.id}:component:{comp.name}"
-                out[key] = DesiredAlert(
-                    dedup_key=key,
-                    rule_id=rule.id,
-                    kind=rule.kind,
-                    severity=rule.severity,
+                out[key] = _rule_alert(
+                    rule,
+                    key,
                     title=f"component {comp.name} is {comp.status}",
-                    cooldown=rule.cooldown,
                     details={
                         "component": comp.name,
                         "status": comp.status,

@@ -1,5 +1,9 @@
 """The I/O edge of alerting: the evaluator and the notifier, each a thread of the processor.
 
+With several processor replicas, one leads alerting (``storage/leadership.py``: a
+session advisory lock held for the replica's life) and runs both loops; the others
+only poll for the lead, and take it when the leader dies.
+
 ``Evaluator.run_once(now)``: under a session advisory lock (one replica evaluates at a
 time; the others skip the round), for each tenant with rules, schedules or open
 alerts: read the facts, ``evaluate``, ``reconcile``. A tenant whose facts cannot be
@@ -14,6 +18,7 @@ commit, record the outcome (retried with exponential back-off until
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,14 +39,16 @@ from b2c_monitoring.storage.alert_hub import announce_windows
 from b2c_monitoring.storage.alerts import AlertStore
 from b2c_monitoring.storage.db import make_pool, translate_errors
 from b2c_monitoring.storage.job_windows import JobWindowStore
+from b2c_monitoring.storage.leadership import Leadership
 from b2c_monitoring.storage.logs import make_client
 from b2c_monitoring.storage.notifications import NotificationStore
 from b2c_monitoring.storage.partitions import autocommit_connection
-from b2c_monitoring.telemetry_metrics import NOTIFICATIONS
+from b2c_monitoring.telemetry_metrics import ALERT_ROUNDS, ALERTING_LEADER, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
 
-_EVALUATOR_LOCK: Final = 0x62326361  # "b2ca": one evaluating replica
+_EVALUATOR_LOCK: Final = 0x62326361  # "b2ca": one evaluating round at a time
+_LEADER_LOCK: Final = 0x6232636C  # "b2cl": the replica that runs alerting
 # alerts whose condition is read from the logs: held while the logs cannot be read
 _NEED_LOGS: Final = frozenset({AlertKind.JOB_FAILED, AlertKind.ERROR_RATE_ABOVE})
 
@@ -162,32 +169,65 @@ class Notifier:
         return outcome
 
 
-def _now(round_: Callable[[datetime], object]) -> Callable[[], object]:
-    return lambda: round_(datetime.now(UTC))
-
-
 class AlertingThreads:
-    """The evaluator and the notifier loops, started and stopped together."""
+    """The evaluator and the notifier loops, started and stopped together; they work
+    only while this replica leads (``leadership``; None: always, one process alone).
+
+    The evaluator's loop also keeps or seeks the lead, every ``poll``: a standby that
+    takes it evaluates at once, so the lead moves within about ``poll`` of the leader's
+    death (docs/capacity.md, "Alerting with several replicas"). The notifier follows the
+    lead as of the evaluator loop's last poll."""
 
     def __init__(
         self,
         evaluator: Evaluator,
         notifier: Notifier,
         interval: timedelta,
+        *,
+        leadership: Leadership | None = None,
+        poll: timedelta = timedelta(seconds=2),
         on_stop: Sequence[Callable[[], None]] = (),
     ) -> None:
+        self._evaluator = evaluator
+        self._notifier = notifier
+        self._leadership = leadership
+        self._interval_s = interval.total_seconds()
+        self._poll_s = min(interval, poll).total_seconds()
+        self._last_round: float | None = None
         self._on_stop = on_stop
         self._loops = [
-            Periodic(
-                "b2c-alert-evaluator", interval.total_seconds(), _now(evaluator.run_once), log=log
-            ),
+            Periodic("b2c-alert-evaluator", self._poll_s, self._evaluate, log=log),
             Periodic(
                 "b2c-alert-notifier",
                 min(interval, timedelta(seconds=2)).total_seconds(),
-                _now(notifier.run_once),
+                self._notify,
                 log=log,
             ),
         ]
+
+    def _evaluate(self) -> None:
+        leading = self._leadership is None or self._leadership.hold()
+        ALERTING_LEADER.set(1 if leading else 0)
+        if not leading:
+            self._last_round = None
+            return
+        started = time.monotonic()
+        # the loop ticks every poll: a round is due once an interval has passed, give
+        # or take half a tick (so the rounds keep the interval, not the next tick after)
+        if (
+            self._last_round is not None
+            and started - self._last_round + self._poll_s / 2 < self._interval_s
+        ):
+            return
+        self._last_round = started
+        if self._evaluator.run_once(datetime.now(UTC)).ran:
+            ALERT_ROUNDS.labels("evaluator").inc()
+
+    def _notify(self) -> None:
+        if self._leadership is not None and not self._leadership.leading:
+            return
+        self._notifier.run_once(datetime.now(UTC))
+        ALERT_ROUNDS.labels("notifier").inc()
 
     def start(self) -> None:
         for loop in self._loops:
@@ -196,6 +236,9 @@ class AlertingThreads:
     def stop(self) -> None:
         for loop in self._loops:
             loop.stop()
+        if self._leadership is not None:
+            self._leadership.release()
+        ALERTING_LEADER.set(0)
         for close in self._on_stop:
             close()
 
@@ -227,6 +270,8 @@ def start_alerting(settings: Settings) -> AlertingThreads:
         evaluator,
         notifier,
         timedelta(seconds=settings.alert_interval_s),
+        leadership=Leadership(settings.database_url, _LEADER_LOCK, "alerting"),
+        poll=timedelta(seconds=settings.alert_leader_poll_s),
         on_stop=[pool.close, es.close],
     )
     threads.start()

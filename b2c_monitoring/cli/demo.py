@@ -17,13 +17,15 @@ def demo(
     home: Annotated[Path | None, typer.Option("--home", help="Home folder of the stack")] = None,
     seconds: Annotated[float | None, typer.Option(help="How long the demo probes run")] = None,
 ) -> None:
-    """Start the local stack, run demo probes (ERP_SYNC, PIM_IMPORT, CRM_EXPORT jobs, some failing;
-    ERP, PIM, CRM and crm-db checks with the ERP going down for a while; catalog and search
-    health), then tell what to look at."""
+    """Start the local stack and a real Celery worker with beat (its tasks and beat schedules
+    show as jobs and job schedules until b2c stack down), run demo probes (ERP_SYNC,
+    PIM_IMPORT, CRM_EXPORT jobs, some failing; ERP, PIM, CRM and crm-db checks with the ERP
+    going down for a while; catalog and search health), then tell what to look at."""
     from b2c_monitoring.demo import run_demo
 
     stack = local_stack(home)
     stack.up(_say)
+    stack.supervisor.start(stack.celery_demo, _say)
     print_console_hint(stack)
     endpoint = stack.collector.endpoints()["otlp_grpc"]
     files = stack.tls.files
@@ -48,6 +50,11 @@ def demo(
     output.console.print(f"  admin console:    {stack.api.api_url}/console/  (watch it live)")
     if failed is not None:
         output.console.print(f"  b2c jobs show {failed.job_id}")
+    output.console.print(
+        "  Celery worker + beat (service celery-demo, runs until b2c stack down):\n"
+        "    b2c jobs list --service celery-demo    b2c alerts schedules list --tenant acme\n"
+        "    b2c stack logs celery-demo"
+    )
     output.console.print(f"  admin API docs:   {stack.api.api_url}/docs")
     output.console.print("  b2c monitor services    b2c monitor services --resources enventa-erp")
     output.console.print("  b2c monitor health      b2c monitor health --component search")

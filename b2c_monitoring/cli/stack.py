@@ -15,7 +15,7 @@ from b2c_monitoring.stack.supervisor import tail
 
 app = typer.Typer(
     help="Install, start and stop the local stack (Postgres, Elasticsearch, Prometheus, "
-    "the collector, the processor, the admin API) under one home folder.",
+    "the collector, the processor, Redis, the admin API) under one home folder.",
     no_args_is_help=True,
 )
 
@@ -161,8 +161,8 @@ def logs(
     part: Annotated[
         str,
         typer.Argument(
-            help="postgres, elasticsearch, prometheus, collector, processor or api "
-            "(processor-2, api-2, dns, ... with replicas)"
+            help="postgres, elasticsearch, prometheus, collector, processor, redis, api "
+            "or celery-demo (processor-2, api-2, dns, ... with replicas)"
         ),
     ],
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,

@@ -43,6 +43,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import AnyValue
 
 from b2c_monitoring import contract as c
@@ -66,6 +67,7 @@ from b2c_monitoring.probes._health import (
     HealthProbe,
 )
 from b2c_monitoring.probes._jobs import (
+    DirectSpans,
     Emitter,
     JobIdentity,
     JobRunContext,
@@ -326,11 +328,10 @@ class Probes:
         self._tracer_provider = TracerProvider(
             sampler=ALWAYS_ON, resource=resource, shutdown_on_exit=False
         )
-        self._tracer_provider.add_span_processor(
-            BoundedSpanProcessor(
-                self._span_exporter, self._span_ledger, capacity=capacity, delay_millis=delay_millis
-            )
+        span_processor = BoundedSpanProcessor(
+            self._span_exporter, self._span_ledger, capacity=capacity, delay_millis=delay_millis
         )
+        self._tracer_provider.add_span_processor(span_processor)
         self._logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         self._logger_provider.add_log_record_processor(
             BoundedLogProcessor(
@@ -346,10 +347,12 @@ class Probes:
         job_log.parent = logging.getLogger(JOB_LOGGER_NAME)
         job_log.addHandler(OtelLogHandler(self._otel_logger, host_wide=False))
 
+        tracer = self._tracer_provider.get_tracer(_SCOPE)
         self._emitter = Emitter(
-            tracer=self._tracer_provider.get_tracer(_SCOPE),
+            tracer=tracer,
             job_log=job_log,
             is_open=self._is_open,
+            direct=DirectSpans(span_processor, resource, InstrumentationScope(_SCOPE)),
         )
         atexit.register(self._at_exit)
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+from b2c_monitoring.periodic import run_every
+
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
@@ -109,16 +111,7 @@ class Watch(Generic[T]):
         return outcome
 
     def _run(self) -> None:
-        next_at = time.monotonic()
-        while not self._stopping.is_set():
-            self.run_once()
-            next_at += self.every_s
-            now = time.monotonic()
-            if next_at <= now:
-                # overran: skip the missed slots, keep the phase
-                missed = int((now - next_at) // self.every_s) + 1
-                next_at += missed * self.every_s
-            self._stopping.wait(next_at - now)
+        run_every(self.every_s, self._stopping, self.run_once)
 
 
 @dataclass(frozen=True)

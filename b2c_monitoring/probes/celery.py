@@ -65,9 +65,10 @@ from celery import Celery, signals
 from celery.app.task import Task
 from celery.schedules import crontab
 from celery.schedules import schedule as interval_schedule
+from opentelemetry.context import Context
 
 from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
-from b2c_monitoring.probes._jobs import Emitter, JobIdentity, context_from_traceparent, emit_report
+from b2c_monitoring.probes._jobs import Emitter, JobIdentity, emit_report
 from b2c_monitoring.probes._probes import Probes, ProbeSettings
 from b2c_monitoring.probes._runner import _Control, _ControlError
 from b2c_monitoring.probes._watch import QuietLog
@@ -89,6 +90,7 @@ _log = logging.getLogger(__name__)
 TENANT_HEADER: Final = "b2c_tenant"
 RETRY_OF_HEADER: Final = "b2c_retry_of"
 ATTEMPT_HEADER: Final = "b2c_attempt"
+_HEADERS: Final = (TENANT_HEADER, RETRY_OF_HEADER, ATTEMPT_HEADER)
 _RETRY_MARK: Final = ".retry"
 DEFAULT_ARGS_TTL_S: Final = 7 * 86400
 _BACKOFF_S: Final = (0.5, 5.0)
@@ -187,6 +189,7 @@ class _Active:
     metadata: dict[str, Scalar]
 
 
+_NO_PARENT: Final = Context()  # each report its own trace (Celery carries no traceparent)
 _MONITORS: dict[int, CeleryMonitor] = {}  # by id(app): the monitor of each instrumented app
 _PATCH_LOCK = threading.Lock()
 _PATCHED = False
@@ -275,6 +278,8 @@ class CeleryMonitor:
         self._poller: threading.Thread | None = None
         self._quiet = QuietLog(_log)
         self._handlers: list[tuple[Any, Callable[..., None]]] = []
+        # per task name: the mapping is looked up (and cut) once, not at every report
+        self._job_types_of: dict[str, str] = {}
 
     # wiring
 
@@ -309,6 +314,9 @@ class CeleryMonitor:
     def probes(self) -> Probes:
         """The Probes of this process (made here on first use: a forked child gets its own)."""
         pid = os.getpid()
+        probes = self._probes_of_pid
+        if probes is not None and self._pid == pid:
+            return probes  # every report asks: no lock once this process has its own
         with self._lock:
             if self._pid != pid or self._probes_of_pid is None:
                 # the parent's exporter threads did not survive the fork; its queue is not ours
@@ -328,6 +336,13 @@ class CeleryMonitor:
         return self._args_store
 
     def job_type(self, task_name: str) -> str:
+        known = self._job_types_of.get(task_name)
+        if known is not None:
+            return known
+        job_type = self._job_types_of[task_name] = self._map_job_type(task_name)
+        return job_type
+
+    def _map_job_type(self, task_name: str) -> str:
         mapped: str | None = None
         if callable(self._job_types):
             mapped = self._job_types(task_name)
@@ -361,7 +376,7 @@ class CeleryMonitor:
             self._emitter(),
             job,
             state,
-            parent=context_from_traceparent(None),
+            parent=_NO_PARENT,
             metadata=metadata,
             progress=progress,
             error=error,
@@ -397,11 +412,15 @@ class CeleryMonitor:
         task_id = getattr(request, "id", None)
         if not task_id:
             return None
-        headers = dict(getattr(request, "headers", None) or {})
-        for key in (TENANT_HEADER, RETRY_OF_HEADER, ATTEMPT_HEADER):
-            value = getattr(request, key, None)
-            if value is not None:
-                headers.setdefault(key, value)
+        # custom headers reach the request as attributes (protocol 2) or in its headers
+        # (a missing attribute of Celery's Context costs an AttributeError: read its dict)
+        given = getattr(request, "headers", None) or {}
+        fields = getattr(request, "__dict__", None)  # the worker's Request has slots
+        if fields is None:
+            fields = {key: getattr(request, key, None) for key in _HEADERS}
+        headers = {
+            key: value for key in _HEADERS if (value := given.get(key, fields.get(key))) is not None
+        }
         retries = int(getattr(request, "retries", 0) or 0)
         attempt = headers.get(ATTEMPT_HEADER)
         return self._identity(
@@ -470,8 +489,7 @@ class CeleryMonitor:
             if hostname:
                 metadata["celery.worker"] = str(hostname)
             self.probes()  # before _active: a first use in a child clears it
-            with self._lock:
-                self._active[str(sender.request.id)] = _Active(job, metadata)
+            self._active[str(sender.request.id)] = _Active(job, metadata)  # atomic under the GIL
             self._send(job, JobState.RUNNING, metadata=metadata)
         except Exception:
             _log.exception("task_prerun: not reported")
@@ -479,8 +497,7 @@ class CeleryMonitor:
     def _active_job(self, task_id: str | None) -> _Active | None:
         if task_id is None:
             return None
-        with self._lock:
-            return self._active.get(str(task_id))
+        return self._active.get(str(task_id))
 
     def _on_success(self, sender: Task | None = None, **_: Any) -> None:
         try:
@@ -546,8 +563,7 @@ class CeleryMonitor:
             _log.exception("task_revoked: not reported")
 
     def _on_postrun(self, task_id: str | None = None, **_: Any) -> None:
-        with self._lock:
-            self._active.pop(str(task_id), None)
+        self._active.pop(str(task_id), None)
 
     def _progress_from_state(
         self, task_id: str | None, state: str | None, meta: Mapping[str, Any] | None

@@ -49,6 +49,8 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", settings.processor_max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.max_connection_age_ms", settings.processor_max_connection_age_s * 1000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
         ],
         maximum_concurrent_rpcs=settings.processor_workers * 4,
     )

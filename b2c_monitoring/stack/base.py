@@ -106,6 +106,11 @@ class Ports:
     def api(self) -> int:
         return 8000 + self.offset
 
+    @property
+    def redis(self) -> int:
+        """Celery's broker of the demo and the tests (``stack/redis.py``)."""
+        return 6379 + self.offset
+
 
 @dataclass(frozen=True)
 class StackLayout:

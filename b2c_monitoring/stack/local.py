@@ -24,12 +24,14 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.settings import load_settings
 from b2c_monitoring.stack.apps import Api, Processor
 from b2c_monitoring.stack.base import Part, Ports, Progress, StackLayout, repo_root
+from b2c_monitoring.stack.celery_demo import CeleryDemo
 from b2c_monitoring.stack.certificates import StackTls
 from b2c_monitoring.stack.collector import Collector
 from b2c_monitoring.stack.dns import PROCESSORS_NAME, ProcessorDns
 from b2c_monitoring.stack.elasticsearch import Elasticsearch
 from b2c_monitoring.stack.postgres import Postgres
 from b2c_monitoring.stack.prometheus import Prometheus
+from b2c_monitoring.stack.redis import Redis
 from b2c_monitoring.stack.supervisor import Supervisor
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.migrations import migrate
@@ -165,6 +167,16 @@ class LocalStack:
             for replica in range(1, self.replicas.apis + 1)
         ]
         self.api = self.apis[0]
+        self.redis = Redis(layout)
+        files = self.tls.files
+        self.celery_demo = CeleryDemo(
+            layout,
+            self.redis,
+            otlp_endpoint=self.collector.endpoints()["otlp_grpc"],
+            api_url=self.api.api_url,
+            probe_token=lambda: self.probe_token,
+            ca_file=str(files.ca_file) if files is not None and files.ca_file else None,
+        )
         parts: list[Part] = [
             self.postgres,
             self.elasticsearch,
@@ -172,7 +184,9 @@ class LocalStack:
             *self.processors,
             self.collector,
             self.prometheus,
+            self.redis,
             *self.apis,
+            self.celery_demo,  # optional: b2c demo starts it
         ]
         self.supervisor = Supervisor(layout, parts)
 
@@ -193,7 +207,8 @@ class LocalStack:
         migrate(self.postgres.url)
         self.ensure_admin_token(progress)
         for part in self.supervisor.parts[1:]:
-            self.supervisor.start(part, progress)
+            if not getattr(part, "optional", False):
+                self.supervisor.start(part, progress)
 
     def down(self, progress: Progress) -> None:
         self.supervisor.down(progress)

@@ -9,6 +9,9 @@ Every process of a part carries ``B2C_STACK_MARK=<home>/<part>`` in its environm
 part left behind (re-parented, outside the recorded process group) is found by
 scanning ``/proc`` and ended before a new one starts and on ``stop``.
 
+A part with ``optional = True`` (the demo's Celery worker) is started only when asked
+for by name, stopped with the rest, and listed by ``status`` only while it runs.
+
 ``healthy`` is liveness (the process answers); a part that also has ``readiness``
 says whether it can do its work, and why not.
 """
@@ -196,7 +199,8 @@ class Supervisor:
 
     def up(self, progress: Progress) -> None:
         for part in self.parts:
-            self.start(part, progress)
+            if not getattr(part, "optional", False):
+                self.start(part, progress)
 
     def down(self, progress: Progress) -> None:
         for part in reversed(self.parts):
@@ -206,6 +210,8 @@ class Supervisor:
         result = []
         for part in self.parts:
             pid = self.pid(part)
+            if pid is None and getattr(part, "optional", False):
+                continue
             healthy = pid is not None and part.healthy()
             reason: str | None = None
             if pid is None:

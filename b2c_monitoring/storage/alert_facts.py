@@ -300,8 +300,11 @@ def read_facts(
         facts["last_runs"] = {
             r[0]: r[1]
             for r in conn.execute(
+                # a run its scheduler skipped (APScheduler's EVENT_JOB_MISSED, stored as
+                # cancelled) is the missed run itself, not a run that happened
                 "SELECT job_type, max(created_at) FROM jobs WHERE tenant_id = %s "
-                "AND job_type = ANY(%s) GROUP BY job_type",
+                "AND job_type = ANY(%s) AND NOT (status = 'cancelled' "
+                "AND metadata->>'apscheduler.skipped' = 'missed') GROUP BY job_type",
                 (tenant_id, [s.job_type for s in schedules]),
             ).fetchall()
         }

@@ -15,6 +15,8 @@
   runner of the service polls at all): ``expired``, with the reason in ``result``. It
   runs before every claim, request and read of a job's commands, and in the
   processor's maintenance round, so no command stays pending with no end.
+  Each expired command is announced on the hub (``JobCommandExpired``) in the
+  transaction that expires it.
 - ``listen`` is the API's ear on the channel; the rows are the truth, the
   notification only says "look now".
 """
@@ -32,6 +34,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from b2c_monitoring.errors import Conflict, Forbidden, NotFound
+from b2c_monitoring.live_events import ExpiredCommand, job_command_expired
 from b2c_monitoring.processors.job_commands import (
     DEFAULT_DECLINE_WINDOW,
     DEFAULT_EXPIRY,
@@ -44,6 +47,7 @@ from b2c_monitoring.processors.job_commands import (
 from b2c_monitoring.processors.jobs import Scalar
 from b2c_monitoring.storage import audit
 from b2c_monitoring.storage.db import translate_errors
+from b2c_monitoring.storage.hub_events import publish
 from b2c_monitoring.storage.listening import listening
 
 CHANNEL: Final = "job_commands"
@@ -111,6 +115,7 @@ UPDATE job_commands c SET state = 'expired', done_at = %(now)s,
         || ' took it within ' || %(expiry_s)s || ' s; is the service running with its '
         || 'job runner (or the Celery / APScheduler integration)?')
 FROM stale WHERE c.id = stale.id
+RETURNING c.tenant_id, c.job_id, c.id::text, c.kind, c.result->>'error'
 """
 
 _CLAIM: Final = f"""
@@ -221,6 +226,16 @@ def _check_service(
         )
 
 
+def _expire(conn: psycopg.Connection[Any], params: Mapping[str, Any]) -> int:
+    """Expire the stale commands ``params`` select and announce each on the hub, in
+    one transaction (a savepoint inside the caller's); how many."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(_EXPIRE, params)
+        expired = [ExpiredCommand(*row) for row in cur.fetchall()]
+        publish(conn, job_command_expired(expired))
+    return len(expired)
+
+
 def _expire_params(
     now: datetime,
     expiry: timedelta,
@@ -248,9 +263,8 @@ class JobCommandStore:
 
     def expire(self, now: datetime) -> int:
         """End every pending command no runner claimed within the expiry; how many."""
-        with translate_errors(), self._pool.connection() as conn, conn.cursor() as cur:
-            cur.execute(_EXPIRE, _expire_params(now, self._expiry))
-            return cur.rowcount
+        with translate_errors(), self._pool.connection() as conn:
+            return _expire(conn, _expire_params(now, self._expiry))
 
     def request(self, command: JobCommand) -> tuple[JobCommand, bool]:
         """Store ``command`` with its audit row and notify its service, in one
@@ -263,8 +277,8 @@ class JobCommandStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             # an expired command of this job must not answer the new request
-            cur.execute(
-                _EXPIRE,
+            _expire(
+                conn,
                 _expire_params(
                     command.requested_at,
                     self._expiry,
@@ -348,7 +362,7 @@ class JobCommandStore:
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            cur.execute(_EXPIRE, _expire_params(now, self._expiry, service=service))
+            _expire(conn, _expire_params(now, self._expiry, service=service))
             cur.execute(_GIVE_UP, params)
             cur.execute(_GIVE_UP_DECLINED, params)
             cur.execute(_CLAIM, params)
@@ -453,9 +467,7 @@ class JobCommandStore:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             if now is not None:
-                cur.execute(
-                    _EXPIRE, _expire_params(now, self._expiry, tenant_id=tenant_id, job_id=job_id)
-                )
+                _expire(conn, _expire_params(now, self._expiry, tenant_id=tenant_id, job_id=job_id))
             cur.execute(
                 f"SELECT {_COLUMNS} FROM job_commands WHERE tenant_id = %s AND job_id = %s "
                 "ORDER BY requested_at DESC, id",

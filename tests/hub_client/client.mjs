@@ -10,6 +10,7 @@ const TARGETS = [
   "AlertTriggered",
   "ResourceMetricsUpdated",
   "ResourceAlertTriggered",
+  "JobCommandExpired",
 ];
 const METHODS = { "--job": "SubscribeJob", "--service": "SubscribeService", "--job-type": "SubscribeJobType" };
 

@@ -13,6 +13,7 @@ export const TARGETS = [
   "ResourceMetricsUpdated",
   "ResourceAlertTriggered",
   "ServiceStatusChanged",
+  "JobCommandExpired",
 ] as const;
 export type Target = (typeof TARGETS)[number];
 export type Handler = (...args: unknown[]) => void;

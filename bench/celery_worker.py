@@ -1,0 +1,141 @@
+"""Tasks per second through a real Celery worker (prefork, ``--concurrency``
+children) on the stack's Redis, with and without the integration (reports to the real
+collector of the test stack). The tasks are published to a queue first; the clock runs
+from the moment the worker is told to consume it (``add_consumer``) until the last task
+has counted itself. Prints tasks/s and the worker's CPU (main process and children,
+from /proc) per task.
+
+    uv run python bench/celery_worker.py [--tasks 10000] [--concurrency 2] [--rounds 2]
+
+Uses database 15 of the test stack's Redis (B2C_TEST_HOME, B2C_TEST_PORT_OFFSET).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import redis
+from celery import Celery
+
+from b2c_monitoring.stack.base import Ports
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = 15
+
+
+def _cpu(process: psutil.Process) -> float:
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_once(
+    instrumented: bool, tasks: int, concurrency: int, redis_url: str, otlp: str, token: str
+) -> tuple[float, float]:
+    run = uuid.uuid4().hex[:8]
+    queue = f"bench-{run}"
+    env = {
+        **os.environ,
+        "B2C_BENCH_CELERY_REDIS": redis_url,
+        "B2C_BENCH_CELERY_INSTRUMENT": "1" if instrumented else "0",
+        "B2C_BENCH_CELERY_OTLP": otlp,
+        "B2C_BENCH_CELERY_TOKEN": token,
+        "B2C_BENCH_CELERY_TENANT": f"bench-{run}",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
+    }
+    producer = Celery(broker=redis_url)
+    for _ in range(tasks):
+        producer.send_task("bench.noop", args=(run,), queue=queue, ignore_result=True)
+    counter = redis.Redis.from_url(redis_url)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_worker_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "-n",
+            f"{queue}@%h",
+            "-Q",
+            f"idle-{run}",
+        ],
+        env=env,
+        cwd=ROOT / "bench",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not producer.control.ping(
+            destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench worker did not start")
+        process = psutil.Process(worker.pid)
+        time.sleep(1.0)  # the children's imports and the probes' set-up settle
+        cpu_before = _cpu(process)
+        started = time.monotonic()
+        producer.control.add_consumer(queue, destination=[f"{queue}@{os.uname().nodename}"])
+        while int(counter.get(f"bench:done:{run}") or 0) < tasks:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+        cpu = _cpu(process) - cpu_before
+        return tasks / elapsed, cpu / tasks * 1e6
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        counter.delete(f"bench:done:{run}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    home = Path(os.environ.get("B2C_TEST_HOME") or ROOT / ".b2c-test")
+    ports = Ports(int(os.environ.get("B2C_TEST_PORT_OFFSET", "1000")))
+    token = json.loads((home / "credentials.json").read_text())["probeToken"]
+    redis_url = f"redis://127.0.0.1:{ports.redis}/{DATABASE}"
+    redis.Redis.from_url(redis_url).flushdb()
+    otlp = f"http://127.0.0.1:{ports.otlp_grpc}"
+    figures: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for _ in range(args.rounds):
+        for instrumented in (False, True):
+            figures[instrumented].append(
+                run_once(instrumented, args.tasks, args.concurrency, redis_url, otlp, token)
+            )
+    print(f"{args.tasks} no-op tasks, prefork x{args.concurrency}, {args.rounds} rounds, medians")
+    for instrumented, label in ((False, "without the integration"), (True, "with the integration")):
+        rate = statistics.median(f[0] for f in figures[instrumented])
+        cpu = statistics.median(f[1] for f in figures[instrumented])
+        print(f"  {label:>24}: {rate:,.0f} tasks/s, worker CPU {cpu:.0f} us a task")
+
+
+if __name__ == "__main__":
+    main()
