@@ -317,7 +317,8 @@ def stop_elasticsearch(stack: LocalStack, seconds: float) -> None:
     """(c) Elasticsearch stopped while logs flow, then started."""
     stack.supervisor.stop(stack.elasticsearch, _say)
     time.sleep(seconds)
-    stack.supervisor.start(stack.elasticsearch, _say)
+    # its JVM took more than the default 120 s to start at load 16 (shared cores)
+    stack.supervisor.start(stack.elasticsearch, _say, timeout=300)
 
 
 def stop_collector_with_queue(stack: LocalStack, seconds: float) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from b2c_monitoring.alerting.channels import backoff, sign
@@ -40,6 +42,7 @@ from b2c_monitoring.alerting.rules import (
     evaluate,
 )
 from b2c_monitoring.alerting.schedules import (
+    CRON_PATTERN,
     InvalidSchedule,
     Schedule,
     missed_slot,
@@ -422,3 +425,19 @@ def test_without_the_logs_no_failure_pages_alone() -> None:
     r = rule({"kind": "job_failed", "groupingDelayS": 0})
     facts = Facts(failed_jobs=[failed("j1")], logs_available=False)
     assert evaluate([r], facts, NOW) == {}
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.from_regex(CRON_PATTERN, fullmatch=True))
+def test_every_cron_the_document_allows_is_accepted_and_has_a_next_run(cron: str) -> None:
+    # the API's document gives this pattern for a schedule's cron (the fuzz trusts it)
+    validate(cron, "UTC")
+    assert next_expected(cron, "UTC", datetime(2026, 1, 1, tzinfo=UTC)) > datetime(
+        2026, 1, 1, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *"])
+def test_a_cron_that_names_no_date_is_refused_by_name_not_left_to_fail_later(cron: str) -> None:
+    with pytest.raises(InvalidSchedule, match="names no date"):
+        validate(cron, "UTC")

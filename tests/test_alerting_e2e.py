@@ -291,13 +291,13 @@ def test_config_endpoints_keep_secrets_validate_and_audit(
 
         window = api.post(
             "/api/admin/maintenance-windows",
-            json={"serviceName": ERP, "endsAt": "2999-01-01T00:00:00+00:00", "reason": "upgrade"},
+            json={"serviceName": ERP, "endsAt": "2199-01-01T00:00:00+00:00", "reason": "upgrade"},
         )
         assert window.status_code == 201, window.text
         assert window.json()["active"] is True
         both = api.post(
             "/api/admin/maintenance-windows",
-            json={"serviceName": ERP, "jobType": "ERP_SYNC", "endsAt": "2999-01-01T00:00:00+00:00"},
+            json={"serviceName": ERP, "jobType": "ERP_SYNC", "endsAt": "2199-01-01T00:00:00+00:00"},
         )
         assert both.status_code == 422
         ended = api.post(f"/api/admin/maintenance-windows/{window.json()['id']}/end")

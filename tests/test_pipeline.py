@@ -318,3 +318,72 @@ def test_the_processors_own_metrics_reach_prometheus(stack: LocalStack) -> None:
         return float(result[0]["value"][1]) if result and float(result[0]["value"][1]) > 0 else None
 
     assert eventually(queried, what="the processor's stored spans in Prometheus") > 0
+
+
+def _rejected(stack: LocalStack, reason: str) -> float:
+    """``b2c_processor_rejected_items{signal="spans",reason=...}`` of the stack's processor."""
+    text = httpx.get(
+        f"http://127.0.0.1:{stack.layout.ports.processor_metrics}/metrics", timeout=10
+    ).text
+    for line in text.splitlines():
+        if line.startswith("b2c_processor_rejected_items_total{") and (
+            'signal="spans"' in line and f'reason="{reason}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_bad_reports_through_the_collector_are_refused_by_reason_and_the_rest_is_stored(
+    stack: LocalStack, jobs: JobStore, tenant: str
+) -> None:
+    """The issue's list of bad input, in one export through the real collector: each bad
+    report is counted by its reason; the good ones of the same request are stored, one
+    without a tenant in the default tenant (the contract's rule)."""
+    good, untenanted = f"good-{uuid.uuid4()}", f"untenanted-{uuid.uuid4()}"
+
+    def report(job_id: str, state: str = "running", **extra: object) -> dict[str, object]:
+        return {
+            "scheduler.job.id": job_id,
+            "scheduler.job.state": state,
+            "scheduler.job.type": "ERP_SYNC",
+            "tenant.id": tenant,
+            **extra,
+        }
+
+    malformed = job_span(report(f"no-end-{uuid.uuid4()}"))
+    malformed.end_time_unix_nano = 0
+    bad = {
+        "missing_end_time": malformed,
+        "unknown_state": job_span(report(f"exploded-{uuid.uuid4()}", "exploded")),
+        "oversized_attribute": job_span(report("x" * 10_000)),
+        "wrong_type": job_span(
+            report(f"half-{uuid.uuid4()}", **{"scheduler.job.progress_percent": "half"})
+        ),
+        "missing_attribute": job_span(
+            {
+                "scheduler.job.id": f"no-type-{uuid.uuid4()}",
+                "scheduler.job.state": "running",
+                "tenant.id": tenant,
+            }
+        ),
+    }
+    before = {reason: _rejected(stack, reason) for reason in bad}
+    without_tenant = report(untenanted)
+    del without_tenant["tenant.id"]
+    request = trace_request([job_span(report(good)), *bad.values(), job_span(without_tenant)])
+    with grpc.insecure_channel(f"127.0.0.1:{stack.layout.ports.otlp_grpc}") as channel:
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+            request, timeout=10, metadata=probe_metadata(stack)
+        )
+
+    eventually(lambda: jobs.get(good, [tenant]) or None, timeout=60, what="the good report")
+    [stored] = eventually(
+        lambda: jobs.get(untenanted, ["default"]) or None, timeout=60, what="the untenanted one"
+    )
+    assert stored.status is JobState.RUNNING
+    for reason in bad:
+        eventually(
+            lambda reason=reason: _rejected(stack, reason) > before[reason] or None,  # type: ignore[misc]
+            timeout=30,
+            what=f"a refusal counted as {reason}",
+        )

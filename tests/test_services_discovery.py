@@ -1,6 +1,7 @@
 """A service is known from its first report of any kind, end to end through the real
 collector: a communication error (a log record) alone, resource metrics under a plain
-``service.name`` alone; each is listed, with its errors or resources, and its connection
+``service.name`` alone, a plain log line naming ``connected_service.name`` alone; each is
+listed (in its record's tenant only), with its errors or resources, and its connection
 test answered from the address its reports named."""
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import grpc
 import httpx
 import psycopg_pool
 import pytest
+from opentelemetry._logs import LogRecord as ApiLogRecord
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource as SdkResource
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.stack.local import LocalStack
@@ -129,3 +136,52 @@ def test_a_service_known_only_from_resource_metrics_under_its_service_name(
     )
     assert tested.status_code == 409
     assert "url.full" in tested.json()["detail"]
+
+
+def test_a_service_known_only_from_a_plain_log_line_is_listed_with_its_origin_in_its_tenant(
+    stack: LocalStack, api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
+) -> None:
+    name = f"crm-{uuid.uuid4().hex[:8]}"
+    viewer = token(pool, Role.VIEWER, [tenant])
+    other_tenant = f"{tenant}-other"
+    outsider = token(pool, Role.VIEWER, [other_tenant])
+    # the standard SDK: an application's ordinary log line, no job, no metric, no
+    # communication-error event
+    provider = LoggerProvider(resource=SdkResource.create({"service.name": "crm-connector"}))
+    provider.add_log_record_processor(
+        SimpleLogRecordProcessor(
+            OTLPLogExporter(
+                endpoint=f"127.0.0.1:{stack.layout.ports.otlp_grpc}",
+                insecure=True,
+                headers=probe_metadata(stack),
+            )
+        )
+    )
+    try:
+        provider.get_logger("crm-connector").emit(
+            ApiLogRecord(
+                timestamp=time.time_ns(),
+                body="synced 12 accounts",
+                severity_text="INFO",
+                severity_number=SeverityNumber.INFO,
+                attributes={
+                    "connected_service.name": name,
+                    "url.full": "https://sync:s3cret@crm.example.com:8443/api/v2/accounts?key=abc",
+                    "tenant.id": tenant,
+                },
+            )
+        )
+    finally:
+        provider.shutdown()
+
+    service = eventually(
+        lambda: _listed(api, viewer, tenant, name), timeout=60, what="the service listed"
+    )
+    assert service["tenantId"] == tenant
+    assert service["status"] == "unknown"
+    # the origin only: no credentials, path or query
+    assert service["endpoint"] == "https://crm.example.com:8443"
+    assert _listed(api, outsider, other_tenant, name) is None
+    everything = api.get("/api/admin/services", headers=bearer(outsider))
+    assert everything.status_code == 200, everything.text
+    assert name not in {s["name"] for s in everything.json()["items"]}

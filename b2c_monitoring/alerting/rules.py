@@ -58,9 +58,21 @@ class AlertKind(StrEnum):
     MISSED_RUN = "missed_run"  # from a job schedule, not a rule
 
 
+def _kind_required(schema: dict[str, Any]) -> None:
+    # ``kind`` has a default (a condition built in code names itself), but in a request
+    # it is the union's tag and must be there
+    required = schema.setdefault("required", [])
+    if "kind" not in required:
+        required.insert(0, "kind")
+
+
 class _Condition(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra=_kind_required,
     )
 
 

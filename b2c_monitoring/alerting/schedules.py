@@ -15,13 +15,33 @@ No clock, database or network here: ``now`` is passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, croniter
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 # raised here: validate() and next_expected() refuse with it
 from b2c_monitoring.errors import InvalidSchedule as InvalidSchedule
+
+
+def _field(value: str) -> str:
+    item = rf"(\*|{value}(-{value})?)(/[1-9][0-9]?)?"
+    return rf"{item}(,{item})*"
+
+
+_DAY_OF_MONTH = r"([1-9]|[12][0-9]|3[01])"
+# a day every month has once in a while (29 February): any month may name it
+_DAY_OF_EVERY_MONTH = r"([1-9]|[12][0-9])"
+_MONTH = r"([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)"
+_DAY_OF_WEEK = r"([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)"
+CRON_PATTERN = (
+    rf"^{_field(r'([0-5]?[0-9])')} {_field(r'([01]?[0-9]|2[0-3])')} "
+    rf"({_field(_DAY_OF_MONTH)} \*(/[1-9][0-9]?)?|{_field(_DAY_OF_EVERY_MONTH)} {_field(_MONTH)}) "
+    rf"{_field(_DAY_OF_WEEK)}$"
+)
+"""Five-field cron expressions ``validate`` accepts, as a regular expression for the API's
+document: every one matching it has a next run (30 February has none, so a day past the
+29th comes with every month, ``*``). ``validate`` also takes what croniter reads beyond it."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,13 @@ def validate(cron: str, timezone: str) -> None:
         raise InvalidSchedule(
             f"{timezone!r} is not an IANA time zone (e.g. Europe/Berlin)", field="timezone"
         ) from exc
+    try:
+        croniter(cron, _EPOCH).get_next(datetime)
+    except CroniterBadDateError as exc:  # 30 February: valid syntax, never a run
+        raise InvalidSchedule(f"{cron!r} names no date that exists", field="cron") from exc
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _second_occurrence(at: datetime) -> bool:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import AnyHttpUrl, AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
 
 from b2c_monitoring.alerting.channels import ChannelKind
 from b2c_monitoring.alerting.records import AlertRecord
 from b2c_monitoring.alerting.rules import Condition, Rule, Severity
+from b2c_monitoring.alerting.schedules import CRON_PATTERN
 from b2c_monitoring.api.models import ApiModel
+from b2c_monitoring.api.params import Timestamp
 from b2c_monitoring.storage.alert_config import ChannelRecord, ScheduleRecord, WindowRecord
 from b2c_monitoring.storage.alerts import AlertEvent
 from b2c_monitoring.storage.notifications import NotificationView
@@ -112,6 +122,31 @@ class AlertRuleList(ApiModel):
 
 
 class ChannelIn(ApiModel):
+    model_config = ConfigDict(  # merged with ApiModel's
+        # _complete, said in the document
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {
+                        "kind": {"enum": [ChannelKind.WEBHOOK.value, ChannelKind.SLACK.value]},
+                        "url": {"type": "string"},
+                    },
+                    "required": ["url"],
+                },
+                {
+                    "properties": {
+                        "kind": {"const": ChannelKind.EMAIL.value},
+                        "smtpHost": {"type": "string", "minLength": 1},
+                        "smtpPort": {"type": "integer"},
+                        "mailFrom": {"type": "string"},
+                        "mailTo": {"type": "array", "minItems": 1},
+                    },
+                    "required": ["smtpHost", "smtpPort", "mailFrom", "mailTo"],
+                },
+            ]
+        },
+    )
+
     tenant_id: TenantId | None = None
     name: Name
     kind: ChannelKind
@@ -184,11 +219,27 @@ class ChannelList(ApiModel):
 
 
 class WindowIn(ApiModel):
+    model_config = ConfigDict(  # merged with ApiModel's
+        # _one_subject, said in the document
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["serviceName"],
+                    "properties": {"serviceName": {"type": "string"}, "jobType": {"type": "null"}},
+                },
+                {
+                    "required": ["jobType"],
+                    "properties": {"jobType": {"type": "string"}, "serviceName": {"type": "null"}},
+                },
+            ]
+        },
+    )
+
     tenant_id: TenantId | None = None
     service_name: Name | None = None
     job_type: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    starts_at: AwareDatetime | None = Field(default=None, description="default: now")
-    ends_at: AwareDatetime
+    starts_at: Timestamp | None = Field(default=None, description="default: now")
+    ends_at: Timestamp = Field(description="after startsAt and in the future")
     reason: str | None = Field(default=None, max_length=1024)
 
     @model_validator(mode="after")
@@ -221,8 +272,20 @@ class WindowList(ApiModel):
 
 class ScheduleIn(ApiModel):
     tenant_id: TenantId | None = None
-    cron: str = Field(max_length=128, examples=["0 2 * * *"])
-    timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Berlin"])
+    cron: str = Field(
+        max_length=128,
+        examples=["0 2 * * *"],
+        description="five fields (minute hour day-of-month month day-of-week)",
+        # the pattern, not pydantic's check: validate() names what is wrong in words
+        json_schema_extra={"pattern": CRON_PATTERN},
+    )
+    timezone: str = Field(
+        default="UTC",
+        max_length=64,
+        examples=["Europe/Berlin"],
+        description="an IANA time zone",
+        json_schema_extra={"enum": list[JsonValue](sorted(available_timezones()))},
+    )
     grace_s: int = Field(default=900, ge=1, le=7 * 86400)
 
 

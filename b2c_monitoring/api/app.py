@@ -85,7 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
             "Scheduler jobs, connected services and health of B2Connect (ADR-024). "
             "Every endpoint needs a bearer token with a role (viewer, operator, admin; probe for "
             "the /api/probes endpoints of job runners only) and a tenant scope; errors are "
-            "RFC 9457 problem details."
+            "RFC 9457 problem details. No string of a request (path, query, JSON keys and "
+            "values) may hold U+0000 or a lone surrogate: such a request is a 422. Times are "
+            "ISO 8601 with an offset, between 2000 and 2200."
         ),
         lifespan=lifespan,
     )

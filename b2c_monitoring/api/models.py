@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,6 +16,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from b2c_monitoring.api.params import Timestamp
 from b2c_monitoring.auth import Role, TokenState
 from b2c_monitoring.contract import MAX_JOB_TYPE_CHARS, JobState
 from b2c_monitoring.processors.job_flags import JobFlag, JobWindows, TypeWindows
@@ -213,6 +213,16 @@ ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class TokenCreate(ApiModel):
+    model_config = ConfigDict(  # merged with ApiModel's
+        # _services_only_for_probes, said in the document: a probe token, or no services
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"role": {"const": Role.PROBE.value}}},
+                {"properties": {"services": {"type": "null"}}},
+            ]
+        },
+    )
+
     name: str = Field(min_length=1, max_length=100, examples=["ci-reader"])
     role: Role = Field(
         description="viewer reads; operator also retries and cancels; admin also manages tokens"
@@ -225,10 +235,10 @@ class TokenCreate(ApiModel):
         "that itself sees every tenant)",
         examples=[["acme"]],
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Timestamp | None = Field(
         default=None,
-        description="from this instant on the token is refused like a revoked one; "
-        "null: it never expires",
+        description="in the future; from this instant on the token is refused like a "
+        "revoked one; null: it never expires",
     )
     services: list[ServiceName] | None = Field(
         default=None,
