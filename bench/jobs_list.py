@@ -110,20 +110,28 @@ def scenarios(now: datetime) -> list[Scenario]:
     ]
 
 
-def prepare(admin_url: str, url: str, jobs: int, keep: bool) -> None:
+def fresh_database(admin_url: str, url: str, database: str, jobs: int, keep: bool) -> bool:
+    """Creates ``database`` anew and migrates it; False (nothing done) when ``keep``
+    and it already holds ``jobs`` jobs: a fill of millions takes minutes."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
         ).fetchone()
         if exists and keep:
             with psycopg.connect(url) as db:
                 row = db.execute("SELECT count(*) FROM jobs").fetchone()
             if row is not None and row[0] == jobs:
-                print(f"reusing {DATABASE} with {jobs:,} jobs", flush=True)
-                return
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER b2c')
+                print(f"reusing {database} with {jobs:,} jobs", flush=True)
+                return False
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}" OWNER b2c')
     migrate(url)
+    return True
+
+
+def prepare(admin_url: str, url: str, jobs: int, keep: bool) -> None:
+    if not fresh_database(admin_url, url, DATABASE, jobs, keep):
+        return
     print(f"filling {DATABASE} with {jobs:,} jobs ...", flush=True)
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:

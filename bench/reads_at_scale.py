@@ -39,7 +39,6 @@ import psycopg
 from b2c_monitoring.auth import Role
 from b2c_monitoring.stack.local import LocalStack, default_layout
 from b2c_monitoring.storage.db import make_pool
-from b2c_monitoring.storage.migrations import migrate
 from b2c_monitoring.storage.tokens import TokenStore
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -76,19 +75,8 @@ def _secondary_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[
 
 
 def prepare(admin_url: str, url: str, jobs: int, services: int, keep: bool) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
-        ).fetchone()
-        if exists and keep:
-            with psycopg.connect(url) as db:
-                row = db.execute("SELECT count(*) FROM jobs").fetchone()
-            if row is not None and row[0] == jobs:
-                print(f"reusing {DATABASE} with {jobs:,} jobs", flush=True)
-                return
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER b2c')
-    migrate(url)
+    if not jobs_list.fresh_database(admin_url, url, DATABASE, jobs, keep):
+        return
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET work_mem = '256MB'")
