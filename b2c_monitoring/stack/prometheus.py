@@ -24,35 +24,20 @@ import urllib.request
 from pathlib import Path
 from typing import Final
 
-from b2c_monitoring.errors import StackError
 from b2c_monitoring.stack.base import (
     Launch,
     Ports,
     Progress,
     StackLayout,
-    load_versions,
     repo_root,
 )
-from b2c_monitoring.stack.system import apt_install
+from b2c_monitoring.stack.system import install_debian_part
 
 PROMETHEUS_BINARY: Final = Path("/usr/bin/prometheus")
 SCRAPE_INTERVAL: Final = "5s"
 RETENTION: Final = "15d"
 # recording and alerting rules of the pipeline's own failures (promtool-checked)
 RULES_GLOB: Final = "dashboards/prometheus/*.rules.yml"
-
-
-def installed_version() -> str | None:
-    """The Debian version of the installed ``prometheus`` package, if any."""
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", "prometheus"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        return None
-    return done.stdout.strip() or None
 
 
 def stop_system_service(progress: Progress) -> None:
@@ -130,18 +115,7 @@ class Prometheus:
         return self.layout.run(self.name) / "prometheus.yml"
 
     def install(self, progress: Progress) -> None:
-        if not self.binary.is_file():
-            if os.geteuid() != 0:
-                raise StackError(f"{self.binary} is missing: apt-get install prometheus (as root)")
-            apt_install(["prometheus"], progress)
-            if not self.binary.is_file():
-                raise StackError(f"apt-get installed prometheus, but {self.binary} is missing")
-        wanted = load_versions().get("prometheus", {}).get("debian_version")
-        have = installed_version()
-        if isinstance(wanted, str) and have is not None and have != wanted:
-            progress(f"prometheus: package {have} is installed, versions.toml names {wanted}")
-        else:
-            progress(f"prometheus: {have or self.binary} installed")
+        install_debian_part(self.name, "prometheus", self.binary, progress)
         if os.geteuid() == 0:
             stop_system_service(progress)
 

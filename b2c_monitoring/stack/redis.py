@@ -15,29 +15,17 @@ Databases: the demo's Celery app uses db 0; each test module takes a db of its o
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 from pathlib import Path
 from typing import Final
 
 from b2c_monitoring.errors import StackError
-from b2c_monitoring.stack.base import Launch, Progress, StackLayout, load_versions
-from b2c_monitoring.stack.system import apt_install
+from b2c_monitoring.stack.base import Launch, Progress, StackLayout
+from b2c_monitoring.stack.system import install_debian_part
 
 REDIS_BINARY: Final = Path("/usr/bin/redis-server")
 # Redis' default count of numbered databases; the tests pick theirs below it
 DATABASES: Final = 16
-
-
-def installed_version() -> str | None:
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", "redis-server"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 def render_config(port: int, data: Path) -> str:
@@ -95,20 +83,7 @@ class Redis:
         return self.layout.run(self.name) / "redis.conf"
 
     def install(self, progress: Progress) -> None:
-        if not self.binary.is_file():
-            if os.geteuid() != 0:
-                raise StackError(
-                    f"{self.binary} is missing: apt-get install redis-server (as root)"
-                )
-            apt_install(["redis-server"], progress)
-            if not self.binary.is_file():
-                raise StackError(f"apt-get installed redis-server, but {self.binary} is missing")
-        wanted = load_versions().get("redis", {}).get("debian_version")
-        have = installed_version()
-        if isinstance(wanted, str) and have is not None and have != wanted:
-            progress(f"redis: package {have} is installed, versions.toml names {wanted}")
-        else:
-            progress(f"redis: {have or self.binary} installed")
+        install_debian_part(self.name, "redis-server", self.binary, progress)
 
     def prepare(self) -> Launch:
         data = self.layout.data(self.name)

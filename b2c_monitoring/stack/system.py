@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from b2c_monitoring.errors import StackError
-from b2c_monitoring.stack.base import Progress
+from b2c_monitoring.stack.base import Progress, load_versions
 
 _apt_updated = False
 # another apt run holding the lock is waited for, not failed on
@@ -32,6 +32,32 @@ def apt_install(packages: Sequence[str], progress: Progress) -> None:
         _apt_updated = True
     progress(f"apt-get install {' '.join(packages)}")
     _run([*_APT, "install", "-y", "-q", "--no-install-recommends", *packages], env)
+
+
+def debian_version(package: str) -> str | None:
+    """The Debian version of the installed ``package``, if any."""
+    done = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False
+    )
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def install_debian_part(part: str, package: str, binary: Path, progress: Progress) -> None:
+    """A stack part that runs Debian's ``package``: installed with apt when ``binary`` is
+    missing (as root; otherwise what to run), and its version said against
+    ``versions.toml``'s ``[part] debian_version`` (another is used, with a word)."""
+    if not binary.is_file():
+        if os.geteuid() != 0:
+            raise StackError(f"{binary} is missing: apt-get install {package} (as root)")
+        apt_install([package], progress)
+        if not binary.is_file():
+            raise StackError(f"apt-get installed {package}, but {binary} is missing")
+    wanted = load_versions().get(part, {}).get("debian_version")
+    have = debian_version(package)
+    if isinstance(wanted, str) and have is not None and have != wanted:
+        progress(f"{part}: package {have} is installed, versions.toml names {wanted}")
+    else:
+        progress(f"{part}: {have or binary} installed")
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:

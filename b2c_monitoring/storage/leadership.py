@@ -25,13 +25,13 @@ import psycopg
 log = logging.getLogger(__name__)
 
 # keepalive idle 10 s + 3 probes 5 s apart, and unacknowledged writes given up after 25 s
+_KEEPALIVE_BOUND_S: Final = 25
 _SESSION_SETTINGS: Final = (
     "SET tcp_keepalives_idle = 10",
     "SET tcp_keepalives_interval = 5",
     "SET tcp_keepalives_count = 3",
-    "SET tcp_user_timeout = 25000",
+    f"SET tcp_user_timeout = {_KEEPALIVE_BOUND_S * 1000}",
 )
-_KEEPALIVE_BOUND_S: Final = 25
 
 
 class Leadership:
