@@ -33,15 +33,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from b2c_monitoring.alerting.rules import AlertKind, DesiredAlert, Severity
 from b2c_monitoring.api.app import create_app
 from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import JobReport
 from b2c_monitoring.settings import load_settings
-from b2c_monitoring.storage.alerts import AlertStore
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.tokens import TokenStore
+from tests.firing_alerts import open_service_down
 from tests.tokens import bearer
 
 pytestmark = pytest.mark.integration
@@ -144,22 +143,7 @@ def existing(
         f"/api/admin/job-schedules/{JOB_TYPE}",
         {"tenantId": fuzz_tenant, "cron": "0 2 * * *"},
     )
-    key = f"service_down:{service}"
-    [(alert, _)] = AlertStore(pool).reconcile(
-        fuzz_tenant,
-        {
-            key: DesiredAlert(
-                dedup_key=key,
-                rule_id=None,
-                kind=AlertKind.SERVICE_DOWN,
-                severity=Severity.CRITICAL,
-                title=f"{service} is down",
-                cooldown=timedelta(minutes=5),
-                service_name=service,
-            )
-        },
-        now,
-    )
+    alert = open_service_down(pool, fuzz_tenant, service, now)
     token, _secret = TokenStore(pool).create("fuzz-other", Role.VIEWER, [fuzz_tenant], now)
     return {
         "id": service,

@@ -17,15 +17,14 @@ import psycopg_pool
 import pytest
 from fastapi.routing import iter_route_contexts
 
-from b2c_monitoring.alerting.rules import AlertKind, DesiredAlert, Severity
 from b2c_monitoring.api.app import create_app
 from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import JobReport
 from b2c_monitoring.settings import Settings
-from b2c_monitoring.storage.alerts import AlertStore
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.tokens import TokenStore
+from tests.firing_alerts import open_service_down
 from tests.tokens import bearer
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -139,7 +138,7 @@ def test_each_audited_route_writes_its_audit_row_with_the_caller_and_tenant(
     call("POST", "/api/admin/jobs/{job_id}/cancel", job_id=running)
     call("POST", "/api/admin/jobs/{job_id}/retry", job_id=failed)
 
-    alert_id = _alert(pool, tenant, service)
+    alert_id = open_service_down(pool, tenant, service, datetime.now(UTC)).id
     call("POST", "/api/admin/alerts/{alert_id}/acknowledge", alert_id=alert_id)
     call("POST", "/api/admin/alerts/{alert_id}/silence", {"durationS": 60}, alert_id=alert_id)
 
@@ -191,19 +190,3 @@ def _job(pool: psycopg_pool.ConnectionPool, tenant: str, service: str, state: Jo
         )
     JobStore(pool).apply(reports, now)
     return job_id
-
-
-def _alert(pool: psycopg_pool.ConnectionPool, tenant: str, service: str) -> str:
-    """A firing alert, as the evaluator would open it."""
-    key = f"service_down:{service}"
-    wanted = DesiredAlert(
-        dedup_key=key,
-        rule_id=None,
-        kind=AlertKind.SERVICE_DOWN,
-        severity=Severity.CRITICAL,
-        title=f"{service} is down",
-        cooldown=timedelta(minutes=5),
-        service_name=service,
-    )
-    [(opened, _)] = AlertStore(pool).reconcile(tenant, {key: wanted}, datetime.now(UTC))
-    return opened.id
