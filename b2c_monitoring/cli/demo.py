@@ -52,7 +52,7 @@ def demo(
         output.console.print(f"  b2c jobs show {failed.job_id}")
     output.console.print(
         "  Celery worker + beat (service celery-demo, runs until b2c stack down):\n"
-        "    b2c jobs list --service celery-demo    b2c alerts schedules list --tenant acme\n"
+        "    b2c jobs list --tenant acme    b2c alerts schedules list  (its beat entries)\n"
         "    b2c stack logs celery-demo"
     )
     output.console.print(f"  admin API docs:   {stack.api.api_url}/docs")
