@@ -27,7 +27,6 @@ import grpc
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
@@ -100,6 +99,7 @@ from b2c_monitoring.probes._services import (
     check_name,
     identity,
 )
+from b2c_monitoring.probes._span_wire import WireSpanExporter
 from b2c_monitoring.probes._watch import Watch
 from b2c_monitoring.processors.jobs import Scalar
 from b2c_monitoring.tls import is_loopback, read_ca, url_host
@@ -317,7 +317,7 @@ class Probes:
         self._metric_ledger = Ledger(capacity)  # counts points; metrics never queue
         otlp = self._otlp = _otlp_options(settings)
         self._span_exporter = LedgerSpanExporter(
-            span_exporter or OTLPSpanExporter(**otlp), self._span_ledger
+            span_exporter or WireSpanExporter(**otlp), self._span_ledger
         )
         self._log_exporter = LedgerLogExporter(
             log_exporter or OTLPLogExporter(**otlp), self._log_ledger
