@@ -1,6 +1,7 @@
 """The Celery app ``bench/celery_worker.py`` runs in a real prefork worker: one no-op
 task that counts itself in Redis (the bench's clock stops at the count), with or
-without ``instrument_celery`` (``B2C_BENCH_CELERY_INSTRUMENT``)."""
+without ``instrument_celery`` (``B2C_BENCH_CELERY_INSTRUMENT``);
+``B2C_BENCH_CELERY_EXPORT_INTERVAL`` sets the probes' span export interval (0.2 s)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ if os.environ.get("B2C_BENCH_CELERY_INSTRUMENT") == "1":
             service_name="bench-celery-worker",
             tenant_id=os.environ["B2C_BENCH_CELERY_TENANT"],
             max_queue_size=20_000,
+            export_interval=float(os.environ.get("B2C_BENCH_CELERY_EXPORT_INTERVAL", "0.2")),
         ),
         keep_args=False,
     )
