@@ -71,12 +71,13 @@ FROM (
            CASE WHEN r2 < 0.88 THEN 'succeeded' WHEN r2 < 0.975 THEN 'failed'
                 WHEN r2 < 0.995 THEN 'cancelled' WHEN r2 < 0.998 THEN 'running'
                 ELSE 'pending' END AS status,
-           CASE WHEN r2 < 0.995 THEN now() - r4 * interval '90 days'
+           -- the finished ones evenly over 90 days in g's order (each in its own slot,
+           -- jittered): rows made in creation order with no sort of the whole set
+           CASE WHEN r2 < 0.995 THEN now() - (1 - (g - r4) / %(jobs)s) * interval '90 days'
                 ELSE now() - r4 * interval '2 hours' END AS created_at
     FROM (SELECT g, random() AS r1, random() AS r2, random() AS r3, random() AS r4
           FROM generate_series(1, %(jobs)s) AS g) AS r
 ) AS s
-ORDER BY created_at
 """
 
 

@@ -74,8 +74,8 @@ def _secondary_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[
     return [(str(name), str(definition)) for name, definition in rows]
 
 
-def prepare(admin_url: str, url: str, jobs: int, services: int, keep: bool) -> None:
-    if not jobs_list.fresh_database(admin_url, url, DATABASE, jobs, keep):
+def prepare(admin_url: str, url: str, database: str, jobs: int, services: int, keep: bool) -> None:
+    if not jobs_list.fresh_database(admin_url, url, database, jobs, keep):
         return
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -162,6 +162,7 @@ def main() -> int:
     parser.add_argument("--page", type=int, default=1000, help="the deep page")
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the database")
+    parser.add_argument("--database", default=DATABASE, help="the bench database's name")
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--port-offset", type=int, default=None)
     args = parser.parse_args()
@@ -169,9 +170,9 @@ def main() -> int:
     stack = LocalStack(default_layout(args.home, args.port_offset))
     if not stack.postgres.healthy():
         raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
-    print(f"filling {DATABASE} with {args.jobs:,} jobs ...", flush=True)
-    prepare(stack.postgres.admin_url(), url, args.jobs, args.services, args.keep)
+    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{args.database}"
+    print(f"filling {args.database} with {args.jobs:,} jobs ...", flush=True)
+    prepare(stack.postgres.admin_url(), url, args.database, args.jobs, args.services, args.keep)
     try:
         disk(url)
         elasticsearch_bytes(stack.elasticsearch.admin_url)
@@ -235,8 +236,8 @@ def main() -> int:
     finally:
         if not args.keep:
             with psycopg.connect(stack.postgres.admin_url(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-            print(f"\ndropped {DATABASE}")
+                conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+            print(f"\ndropped {args.database}")
     return 0
 
 
