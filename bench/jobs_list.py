@@ -211,7 +211,8 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {q[49]:6.1f}  p95 {q[94]:6.1f}  p99 {q[98]:6.1f}  max {max(samples):6.1f} ms"
 
 
-def measure(client: httpx.Client, params: dict[str, Any], requests: int) -> tuple[str, int]:
+def measure(client: httpx.Client, params: dict[str, Any], requests: int) -> tuple[list[float], int]:
+    """Milliseconds of each of ``requests`` requests of one page, and its jobs."""
     for _ in range(5):  # warm the connection and the plan cache
         get(client, params)
     samples = []
@@ -220,7 +221,7 @@ def measure(client: httpx.Client, params: dict[str, Any], requests: int) -> tupl
         elapsed, body = get(client, params)
         samples.append(elapsed)
         items = len(body["items"])
-    return percentiles(samples), items
+    return samples, items
 
 
 def main() -> int:
@@ -265,7 +266,7 @@ def main() -> int:
                 with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
                     first, items = measure(client, params, args.requests)
                     print(f"\n{scenario.name}: {params}")
-                    print(f"  page 1     ({items:3d} jobs): {first}")
+                    print(f"  page 1     ({items:3d} jobs): {percentiles(first)}")
                     if not scenario.deep:
                         continue
                     walk_started = time.monotonic()
@@ -276,7 +277,7 @@ def main() -> int:
                         continue
                     deep, items = measure(client, {**params, "cursor": cursor}, args.requests)
                     print(
-                        f"  page {reached:<5d} ({items:3d} jobs): {deep}   "
+                        f"  page {reached:<5d} ({items:3d} jobs): {percentiles(deep)}   "
                         f"(walked there in {walk:.1f}s, {1000 * walk / max(reached - 1, 1):.1f} ms/page)"
                     )
     finally:
