@@ -208,42 +208,6 @@ def test_q_searches_error_messages_and_metadata_case_insensitively(
     assert ids(list_jobs(api, secret, q="timeout", status="succeeded")) == []
 
 
-def test_q_pages_are_every_match_newest_first_for_a_common_and_a_rare_term(
-    api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str
-) -> None:
-    # 2,500 jobs: more than the list walk a q= page tries first (100 jobs a row of
-    # the page, storage/jobs.py), so a common term is served by the walk and the end
-    # of its pages and a rare term (only among the oldest) by the trigram index
-    reports = [
-        report(
-            tenant,
-            f"job-{n:04d}",
-            JobState.FAILED,
-            DAY_AGO - timedelta(seconds=n // 2),
-            error="deadlock detected" if n % 10 == 0 else "rare needle" if n >= 2498 else "ok",
-        )
-        for n in range(2500)
-    ]
-    store(pool, *reports)
-    secret = token(pool, Role.VIEWER, [tenant])
-    for term, expected in (
-        ("DEADLOCK", [r.job_id for r in reports if r.job_id.endswith("0")]),
-        ("needle", ["job-2498", "job-2499"]),
-    ):
-        seen: list[str] = []
-        cursor = None
-        while True:
-            body = list_jobs(
-                api, secret, q=term, limit=20, **({"cursor": cursor} if cursor else {})
-            )
-            seen += ids(body)
-            cursor = body["nextCursor"]
-            if cursor is None:
-                break
-        # newest first (n // 2 seconds old); a tie of createdAt by job id, descending
-        assert seen == sorted(expected, key=lambda j: (int(j[4:]) // 2, -int(j[4:])))
-
-
 def test_stalled_and_overdue_jobs_are_flagged_filtered_and_follow_their_types_windows(
     api: httpx.Client, pool: psycopg_pool.ConnectionPool, tenant: str, job_type: str
 ) -> None:

@@ -192,9 +192,6 @@ _ORDER: Final = "j.created_at DESC, j.tenant_id DESC, j.job_id DESC"
 _J_COLUMNS: Final = ", ".join(f"j.{c}" for c in _COLUMNS.split(", "))
 # exactly the expression of the index jobs_search_trgm (0004), or the index is not used
 _SEARCH_TEXT: Final = "(coalesce(j.error_message, '') || ' ' || j.metadata::text)"
-# q=: the jobs of the list walked before the trigram index answers, per row of the page:
-# a term in 1 in 100 jobs fills a page from the walk
-_TEXT_WALK_PER_ROW: Final = 100
 
 
 def _like_pattern(text: str) -> str:
@@ -211,35 +208,8 @@ def list_sql(
     order (0001, 0004), cut at ``limit + 1`` and merged, so a page reads about
     ``limit`` rows per pair at any depth. The keyset condition is spelled twice: the
     plain ``created_at <=`` bounds the index scan, the row comparison drops the rows
-    of that same instant already served. ``q=`` is the trigram index's condition.
+    of that same instant already served.
     """
-    return _page_sql(query, windows, now, None)
-
-
-def text_walk_sql(
-    query: JobQuery, windows: JobWindows, now: datetime, window: int
-) -> tuple[str, dict[str, Any]] | None:
-    """A cheaper statement for a ``q=`` page, or None when there is none.
-
-    Within chosen tenants the search condition filters the first ``window`` jobs of
-    the list (one range scan of a list index, as without ``q=``) instead of reading
-    every job of every tenant that holds the term through the trigram index and
-    sorting them: 110 ms for a term in 2 % of a million jobs against 25 ms, and the
-    planner takes either. Its rows are the page only when it found ``limit + 1`` of
-    them (they are then the first matches in list order); otherwise the term is rarer
-    than the window can tell and ``list_sql`` answers. Only for one range scan: the
-    merged scans of several (tenant, status) pairs end at different places. Not over
-    every tenant: there the trigram index alone is quick for a rare term, which the
-    walk would only delay.
-    """
-    if not query.text or query.tenants is None:
-        return None
-    return _page_sql(query, windows, now, window)
-
-
-def _page_sql(
-    query: JobQuery, windows: JobWindows, now: datetime, window: int | None
-) -> tuple[str, dict[str, Any]] | None:
     statuses: set[JobState] | None = set(query.statuses) or None
     if query.flag is not None:
         statuses = {query.flag.status} & (statuses or {query.flag.status})
@@ -258,9 +228,8 @@ def _page_sql(
     if query.job_type is not None:
         where.append("j.job_type = %(job_type)s")
         params["job_type"] = query.job_type
-    search: list[str] = []
     if query.text:
-        search.append(f"{_SEARCH_TEXT} ILIKE %(pattern)s")
+        where.append(f"{_SEARCH_TEXT} ILIKE %(pattern)s")
         params["pattern"] = _like_pattern(query.text)
     if query.after is not None:
         where.append(
@@ -283,9 +252,6 @@ def _page_sql(
     status_axis: list[JobState | None] = [*status_list] if status_list else [None]
     branches = list(product(tenant_axis, status_axis))
     if len(branches) > 1 and len(branches) <= _MAX_BRANCHES:
-        if window is not None:
-            return None
-        where += search
         params["b_tenants"] = [t for t, _ in branches]
         params["b_statuses"] = [s.value if s is not None else None for _, s in branches]
         inner = [
@@ -313,21 +279,9 @@ def _page_sql(
             "j.status = %(status)s" if len(status_list) == 1 else "j.status = ANY(%(statuses)s)"
         )
         params.update(status=status_list[0].value, statuses=[s.value for s in status_list])
-    if window is None:
-        where += search
-    conditions = f"WHERE {' AND '.join(where)}" if where else ""
-    if window is None:
-        sql = (
-            f"SELECT {_J_COLUMNS} FROM jobs j {join} {conditions} ORDER BY {_ORDER} LIMIT %(limit)s"
-        )
-        return sql, params
-    # a LIMIT keeps the search condition out of the scan: the planner pushes no
-    # condition into a subquery with one
-    params["window"] = window
-    walk = f"SELECT {_J_COLUMNS} FROM jobs j {join} {conditions} ORDER BY {_ORDER} LIMIT %(window)s"
     sql = (
-        f"SELECT {_J_COLUMNS} FROM ({walk}) AS j WHERE {' AND '.join(search)} "
-        f"ORDER BY {_ORDER} LIMIT %(limit)s"
+        f"SELECT {_J_COLUMNS} FROM jobs j {join} "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {_ORDER} LIMIT %(limit)s"
     )
     return sql, params
 
@@ -471,20 +425,14 @@ class JobStore:
         statement = list_sql(query, windows, now)
         if statement is None:
             return JobPage([], None)
-        walk = text_walk_sql(query, windows, now, _TEXT_WALK_PER_ROW * (query.limit + 1))
+        sql, params = statement
         with (
             translate_errors(),
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            rows: list[dict[str, Any]] = []
-            if walk is not None:
-                cur.execute(*walk)
-                rows = cur.fetchall()
-            if len(rows) <= query.limit:
-                cur.execute(*statement)
-                rows = cur.fetchall()
-            jobs = [job_from_row(row) for row in rows]
+            cur.execute(sql, params)
+            jobs = [job_from_row(row) for row in cur.fetchall()]
         if len(jobs) <= query.limit:
             return JobPage(jobs, None)
         jobs = jobs[: query.limit]
