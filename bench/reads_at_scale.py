@@ -74,8 +74,8 @@ def _secondary_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[
     return [(str(name), str(definition)) for name, definition in rows]
 
 
-def prepare(admin_url: str, url: str, jobs: int, services: int, keep: bool) -> None:
-    if not jobs_list.fresh_database(admin_url, url, DATABASE, jobs, keep):
+def prepare(admin_url: str, url: str, database: str, jobs: int, services: int, keep: bool) -> None:
+    if not jobs_list.fresh_database(admin_url, url, database, jobs, keep):
         return
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -142,7 +142,8 @@ def elasticsearch_bytes(admin_url: str) -> None:
         print("\nElasticsearch: no log records in b2c-logs*")
 
 
-def timed(client: httpx.Client, paths: list[str]) -> str:
+def timed(client: httpx.Client, paths: list[str]) -> list[float]:
+    """Milliseconds of each request of ``paths`` (after five of them unmeasured)."""
     for path in paths[:5]:
         client.get(path).raise_for_status()
     samples = []
@@ -151,7 +152,90 @@ def timed(client: httpx.Client, paths: list[str]) -> str:
         response = client.get(path)
         samples.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-    return jobs_list.percentiles(samples)
+    return samples
+
+
+def _tokens(url: str, now: datetime) -> dict[str, str]:
+    pool = make_pool(url, max_size=1, name="bench-tokens")
+    pool.open(wait=True)
+    try:
+        tokens = TokenStore(pool)
+        return {
+            "admin": tokens.create("bench-admin", Role.ADMIN, None, now)[1],
+            "viewer3": tokens.create(
+                "bench-viewer3", Role.VIEWER, ["bench-big", "bench-03", "bench-07"], now
+            )[1],
+        }
+    finally:
+        pool.close()
+
+
+def reads(
+    stack: LocalStack, url: str, jobs: int, requests: int, page: int, limit: int
+) -> dict[str, list[float]]:
+    """Every read of this bench through an API process of its own on ``url``, printed
+    as it is measured: the milliseconds of each request, by read."""
+    now = datetime.now(UTC)
+    secrets = _tokens(url, now)
+    with psycopg.connect(url) as conn:
+        sample = conn.execute(
+            "SELECT tenant_id, job_id FROM jobs TABLESAMPLE SYSTEM (1) LIMIT %s", (requests,)
+        ).fetchall()
+    random.Random(7).shuffle(sample)
+    found: dict[str, list[float]] = {}
+    log = stack.layout.home / "logs" / "bench-reads-api.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with jobs_list.api_process(url, log, stack.elasticsearch.admin_url) as base:
+        print(
+            f"\nGET /api/admin/jobs, limit {limit}, {requests} sequential requests "
+            f"per figure, over {jobs:,} jobs"
+        )
+        for scenario in jobs_list.scenarios(now):
+            headers = {"Authorization": f"Bearer {secrets[scenario.token]}"}
+            params = {**scenario.params, "limit": limit}
+            with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+                first, items = jobs_list.measure(client, params, requests)
+                found[f"{scenario.name}, page 1"] = first
+                print(f"\n{scenario.name}: {params}")
+                print(f"  page 1     ({items:3d} jobs): {jobs_list.percentiles(first)}")
+                if not scenario.deep:
+                    continue
+                walk_started = time.monotonic()
+                cursor, reached = jobs_list.cursor_at(client, params, page)
+                walk = time.monotonic() - walk_started
+                if cursor is None:
+                    print("  (a single page)")
+                    continue
+                deep, items = jobs_list.measure(client, {**params, "cursor": cursor}, requests)
+                found[f"{scenario.name}, page {page}"] = deep
+                print(
+                    f"  page {reached:<5d} ({items:3d} jobs): {jobs_list.percentiles(deep)}   "
+                    f"(walked there in {walk:.1f}s, {1000 * walk / max(reached - 1, 1):.1f} ms/page)"
+                )
+        headers = {"Authorization": f"Bearer {secrets['admin']}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            paths = {
+                "GET /api/admin/jobs/{id}": [
+                    f"/api/admin/jobs/{job}?tenant={tenant}" for tenant, job in sample
+                ],
+                "GET /api/admin/services": ["/api/admin/services"] * requests,
+                "GET /api/admin/health/summary": ["/api/admin/health/summary"] * requests,
+            }
+            print()
+            for name, batch in paths.items():
+                found[name] = timed(client, batch)
+                print(f"{name} ({len(batch)} requests): {jobs_list.percentiles(found[name])}")
+    return found
+
+
+def database_url(stack: LocalStack, database: str) -> str:
+    return stack.postgres.url.rsplit("/", 1)[0] + f"/{database}"
+
+
+def drop(stack: LocalStack, database: str) -> None:
+    with psycopg.connect(stack.postgres.admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    print(f"\ndropped {database}")
 
 
 def main() -> int:
@@ -162,6 +246,7 @@ def main() -> int:
     parser.add_argument("--page", type=int, default=1000, help="the deep page")
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the database")
+    parser.add_argument("--database", default=DATABASE, help="the bench database's name")
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--port-offset", type=int, default=None)
     args = parser.parse_args()
@@ -169,74 +254,16 @@ def main() -> int:
     stack = LocalStack(default_layout(args.home, args.port_offset))
     if not stack.postgres.healthy():
         raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
-    print(f"filling {DATABASE} with {args.jobs:,} jobs ...", flush=True)
-    prepare(stack.postgres.admin_url(), url, args.jobs, args.services, args.keep)
+    url = database_url(stack, args.database)
+    print(f"filling {args.database} with {args.jobs:,} jobs ...", flush=True)
+    prepare(stack.postgres.admin_url(), url, args.database, args.jobs, args.services, args.keep)
     try:
         disk(url)
         elasticsearch_bytes(stack.elasticsearch.admin_url)
-        pool = make_pool(url, max_size=1, name="bench-tokens")
-        pool.open(wait=True)
-        now = datetime.now(UTC)
-        tokens = TokenStore(pool)
-        secrets = {
-            "admin": tokens.create("bench-admin", Role.ADMIN, None, now)[1],
-            "viewer3": tokens.create(
-                "bench-viewer3", Role.VIEWER, ["bench-big", "bench-03", "bench-07"], now
-            )[1],
-        }
-        pool.close()
-        with psycopg.connect(url) as conn:
-            sample = conn.execute(
-                "SELECT tenant_id, job_id FROM jobs TABLESAMPLE SYSTEM (1) LIMIT %s",
-                (args.requests,),
-            ).fetchall()
-        random.Random(7).shuffle(sample)
-
-        log = stack.layout.home / "logs" / "bench-reads-api.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with jobs_list.api_process(url, log, stack.elasticsearch.admin_url) as base:
-            print(
-                f"\nGET /api/admin/jobs, limit {args.limit}, {args.requests} sequential requests "
-                f"per figure, over {args.jobs:,} jobs"
-            )
-            for scenario in jobs_list.scenarios(now):
-                headers = {"Authorization": f"Bearer {secrets[scenario.token]}"}
-                params = {**scenario.params, "limit": args.limit}
-                with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-                    first, items = jobs_list.measure(client, params, args.requests)
-                    print(f"\n{scenario.name}: {params}")
-                    print(f"  page 1     ({items:3d} jobs): {first}")
-                    if not scenario.deep:
-                        continue
-                    walk_started = time.monotonic()
-                    cursor, reached = jobs_list.cursor_at(client, params, args.page)
-                    walk = time.monotonic() - walk_started
-                    if cursor is None:
-                        print("  (a single page)")
-                        continue
-                    deep, items = jobs_list.measure(
-                        client, {**params, "cursor": cursor}, args.requests
-                    )
-                    print(
-                        f"  page {reached:<5d} ({items:3d} jobs): {deep}   "
-                        f"(walked there in {walk:.1f}s, {1000 * walk / max(reached - 1, 1):.1f} ms/page)"
-                    )
-            headers = {"Authorization": f"Bearer {secrets['admin']}"}
-            with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-                detail = [f"/api/admin/jobs/{job}?tenant={tenant}" for tenant, job in sample]
-                print(
-                    f"\nGET /api/admin/jobs/{{id}} ({len(detail)} random jobs): {timed(client, detail)}"
-                )
-                for path in ("/api/admin/services", "/api/admin/health/summary"):
-                    print(
-                        f"GET {path} ({args.services} services): {timed(client, [path] * args.requests)}"
-                    )
+        reads(stack, url, args.jobs, args.requests, args.page, args.limit)
     finally:
         if not args.keep:
-            with psycopg.connect(stack.postgres.admin_url(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-            print(f"\ndropped {DATABASE}")
+            drop(stack, args.database)
     return 0
 
 

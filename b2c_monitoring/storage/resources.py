@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import orjson
 import psycopg_pool
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from b2c_monitoring.live_events import resource_metrics_updated
 from b2c_monitoring.processors.resources import (
@@ -188,6 +189,9 @@ class ResourceStore:
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            # three documents a window, one of 60 minutes: orjson parses them in a
+            # fraction of json.loads' time (the services list reads 100 windows)
+            set_json_loads(orjson.loads, cur)
             cur.execute(
                 f"SELECT {_WINDOW_COLUMNS} FROM resource_windows "
                 "WHERE (tenant_id, owner) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
