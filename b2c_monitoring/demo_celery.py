@@ -18,7 +18,6 @@ Celery is a dev dependency of the checkout (``uv run`` has it): the demo runs fr
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import time
@@ -38,9 +37,6 @@ JOB_TYPES: Final = {
     "demo.pim.import_products": "PIM_IMPORT",
     "demo.crm.export_contacts": "CRM_EXPORT",
 }
-# the command poller's long poll ends every few seconds, and httpx logs each request at
-# INFO: the worker's log (INFO) would be mostly those lines
-logging.getLogger("httpx").setLevel(logging.WARNING)
 # a share of PIM imports whose first attempt fails (the second succeeds)
 _PIM_FAILURE_SHARE: Final = 0.3
 

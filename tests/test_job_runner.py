@@ -7,11 +7,13 @@ here the runner runs, queues, cancels and refuses without one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
 
+import httpx
 import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan
@@ -21,7 +23,9 @@ from b2c_monitoring import contract as c
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.errors import ConfigError
 from b2c_monitoring.probes import JobCancelled, JobRun, Probes, ProbeSettings
+from b2c_monitoring.probes._runner import _Control, _ControlError
 from b2c_monitoring.processors.jobs import Scalar
+from tests.http_stub import StubServer
 
 
 @pytest.fixture
@@ -229,3 +233,21 @@ def test_job_cancelled_raised_by_the_code_itself_is_a_cancel(
     final = reports_of(probes, spans, job.job_id)[-1].attributes or {}
     assert final[c.JOB_STATE] == JobState.CANCELLED.value
     assert final["scheduler.job.metadata.cancel_reason"] == "the upstream withdrew the batch"
+
+
+def test_the_command_poll_adds_no_httpx_line_to_the_hosts_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host logging at INFO gets httpx's line for its own requests, not one per
+    long poll of the probes' command poller (every few seconds, forever)."""
+    with StubServer() as stub:
+        base = f"http://127.0.0.1:{stub.port}"
+        control = _Control(base, "token", service="svc", instance="i-1", wait_s=0.0)
+        with caplog.at_level(logging.INFO, logger="httpx"):
+            with pytest.raises(_ControlError):
+                control.claim()  # the stub answers "ok", not commands: the request was made
+            httpx.get(stub.url)  # the host's own request, to the same server
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert stub.requests == 2
+    assert len(lines) == 1, lines
+    assert "/health" in lines[0]

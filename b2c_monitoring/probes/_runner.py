@@ -84,6 +84,32 @@ class _ControlError(Exception):
         self.permanent = permanent
 
 
+class _OwnRequests(logging.Filter):
+    """Drops httpx's INFO line for each request to a control endpoint's commands.
+
+    The long poll ends every few seconds, so a host that logs at INFO would get a
+    line each time from a library it never called; the host's own requests (to the
+    same server included) keep theirs, and warnings and errors pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._prefixes: tuple[str, ...] = ()
+
+    def add(self, prefix: str) -> None:
+        if prefix not in self._prefixes:
+            self._prefixes = (*self._prefixes, prefix)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # httpx: logger.info('HTTP Request: %s %s "%s %d %s"', method, url, ...)
+        args = record.args
+        if record.levelno != logging.INFO or not isinstance(args, tuple) or len(args) < 2:
+            return True
+        return not str(args[1]).startswith(self._prefixes)
+
+
+_OWN_REQUESTS: Final = _OwnRequests()
+
+
 class _Control:
     """The admin API's control endpoint; httpx errors are translated here."""
 
@@ -111,6 +137,8 @@ class _Control:
             timeout=httpx.Timeout(wait_s + 10.0, connect=5.0),
             verify=client_context(ca_file, setting="ca_file"),
         )
+        _OWN_REQUESTS.add(str(self._http.base_url.join("api/probes/commands")))
+        logging.getLogger("httpx").addFilter(_OWN_REQUESTS)  # once: it is one object
 
     def claim(self) -> list[dict[str, Any]]:
         body = self._call("GET", "/api/probes/commands", params=self._params)
