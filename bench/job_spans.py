@@ -161,10 +161,11 @@ def sender(
             except grpc.RpcError:
                 with lock:
                     sent.failed_requests += 1
-                continue
-            with lock:
-                sent.jobs += prepared.jobs_finished
-                sent.spans += prepared.spans
+            else:
+                with lock:
+                    sent.jobs += prepared.jobs_finished
+                    sent.spans += prepared.spans
+            # a refused request keeps its slot: refusals must not raise the offered rate
             if interval:
                 next_at += interval
                 delay = next_at - time.monotonic()
@@ -181,6 +182,45 @@ def stored(database_url: str, tenant: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How ``--rate`` spans/s for ``--seconds`` are cut into each sender's requests."""
+
+    per_worker: int  # chunks of jobs each sender starts
+    interval: float  # seconds between two requests of one sender
+    lag: int  # requests between a job's reports; 0: all four in one request
+
+
+def schedule(
+    rate: float, seconds: float, workers: int, jobs_per_request: int, spread: bool
+) -> Schedule:
+    spans_per_request = jobs_per_request * len(REPORTS)
+    per_worker = max(1, round(rate * seconds / spans_per_request / workers))
+    interval = spans_per_request * workers / rate
+    # about a second between a job's reports
+    lag = max(1, round(1.0 / interval)) if spread else 0
+    return Schedule(per_worker, interval, lag)
+
+
+def send_all(
+    endpoint: str,
+    metadata: tuple[tuple[str, str], ...],
+    prepared: list[list[Prepared]],
+    interval: float,
+) -> Sent:
+    """Each list of requests by a sender thread of its own, ``interval`` apart."""
+    sent, lock = Sent(), threading.Lock()
+    threads = [
+        threading.Thread(target=sender, args=(endpoint, metadata, requests, interval, sent, lock))
+        for requests in prepared
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sent
 
 
 def main() -> int:
@@ -203,31 +243,19 @@ def main() -> int:
     run = uuid.uuid4().hex[:8]
     tenant = f"bench-{run}"
     spans_per_request = args.jobs_per_request * len(REPORTS)
-    per_worker = max(1, round(args.rate * args.seconds / spans_per_request / args.workers))
-    interval = spans_per_request * args.workers / args.rate
-    # about a second between a job's reports
-    lag = max(1, round(1.0 / interval)) if args.spread else 0
+    plan = schedule(args.rate, args.seconds, args.workers, args.jobs_per_request, args.spread)
+    lag = plan.lag
     print(
-        f"building {per_worker * args.workers} requests of {spans_per_request} spans"
+        f"building {plan.per_worker * args.workers} requests of {spans_per_request} spans"
         f"{f', a job reporting every {lag} requests' if lag else ''} ...",
         flush=True,
     )
     prepared = [
-        prebuild(tenant, run, w, per_worker, args.jobs_per_request, lag)
+        prebuild(tenant, run, w, plan.per_worker, args.jobs_per_request, lag)
         for w in range(args.workers)
     ]
-    sent, lock = Sent(), threading.Lock()
     started = time.monotonic()
-    threads = [
-        threading.Thread(
-            target=sender, args=(endpoint, metadata, prepared[w], interval, sent, lock)
-        )
-        for w in range(args.workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    sent = send_all(endpoint, metadata, prepared, plan.interval)
     send_seconds = time.monotonic() - started
     stored_when_sent = stored(stack.postgres.url, tenant)[1]
     print(

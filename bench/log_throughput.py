@@ -127,9 +127,10 @@ def sender(
             except grpc.RpcError:
                 with lock:
                     sent.failed_requests += 1
-                continue
-            with lock:
-                sent.records += per_request
+            else:
+                with lock:
+                    sent.records += per_request
+            # a refused request keeps its slot: refusals must not raise the offered rate
             next_at += interval
             delay = next_at - time.monotonic()
             if delay > 0:

@@ -77,6 +77,32 @@ def stored_checks(database_url: str, tenant: str) -> int:
     return int(row[0]) if row else 0
 
 
+def build(tenant: str, services: int, seconds: int) -> list[bytes]:
+    """A request a second: one check of every service, dated in the past so none is
+    "in the future"."""
+    first = time.time_ns() - (seconds + 5) * 10**9
+    return [second_of_checks(tenant, services, first + s * 10**9) for s in range(seconds)]
+
+
+def send_seconds(
+    endpoint: str, metadata: tuple[tuple[str, str], ...], prepared: list[bytes]
+) -> int:
+    """Send one request a second; the number of requests refused."""
+    refused = 0
+    started = time.monotonic()
+    with grpc.insecure_channel(endpoint) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", None, None
+        )
+        for s, data in enumerate(prepared):
+            try:
+                export(data, timeout=30, metadata=metadata)
+            except grpc.RpcError:
+                refused += 1
+            time.sleep(max(0.0, started + s + 1 - time.monotonic()))
+    return refused
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=20)
@@ -89,22 +115,10 @@ def main() -> int:
     stack = LocalStack(default_layout(args.home, args.port_offset))
     tenant = f"bench-checks-{uuid.uuid4().hex[:8]}"
     services = max(1, args.rate // POINTS_PER_CHECK)
-    # a check a second per service, dated in the past so none is "in the future"
-    first = time.time_ns() - (args.seconds + 5) * 10**9
-    prepared = [second_of_checks(tenant, services, first + s * 10**9) for s in range(args.seconds)]
+    prepared = build(tenant, services, args.seconds)
     metadata = (("authorization", f"Bearer {stack.probe_token}"),)
-    refused = 0
     started = time.monotonic()
-    with grpc.insecure_channel(f"127.0.0.1:{stack.layout.ports.otlp_grpc}") as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", None, None
-        )
-        for s, data in enumerate(prepared):
-            try:
-                export(data, timeout=30, metadata=metadata)
-            except grpc.RpcError:
-                refused += 1
-            time.sleep(max(0.0, started + s + 1 - time.monotonic()))
+    refused = send_seconds(f"127.0.0.1:{stack.layout.ports.otlp_grpc}", metadata, prepared)
     sent_checks = services * (len(prepared) - refused)
     deadline = time.monotonic() + args.wait
     done = stored_checks(stack.postgres.url, tenant)

@@ -65,17 +65,10 @@ def snapshot(roots: dict[int, str]) -> dict[int, tuple[str, float]]:
     return labelled
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, required=True, help="the stack's home folder")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
-    args = parser.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give the command to run after --")
-
+def stack_roots(home: Path) -> dict[int, str]:
+    """The pid of each running part of the stack in ``home``, with its part's name."""
     roots: dict[int, str] = {}
-    for pid_file in sorted((args.home / "run").glob("*/pid")):
+    for pid_file in sorted((home / "run").glob("*/pid")):
         name = pid_file.parent.name
         replica = _REPLICA.match(name)
         part = replica.group("part") if replica else name
@@ -85,24 +78,56 @@ def main() -> int:
             roots[int(pid_file.read_text())] = part
         except (OSError, ValueError):
             continue  # not running
-    replicas = sum(1 for part in roots.values() if part == "processor")
-    before = snapshot(roots)
+    return roots
+
+
+class StackCpu:
+    """CPU seconds of each part of a stack since this was made. Sampled while the work
+    runs (``sample``): a process that ends meanwhile (a bench's child) keeps its last
+    figure."""
+
+    def __init__(self, home: Path) -> None:
+        self._roots = stack_roots(home)
+        self.replicas = sum(1 for part in self._roots.values() if part == "processor")
+        self._before = snapshot(self._roots)
+        self._last: dict[int, tuple[str, float]] = {}
+
+    def add(self, pid: int, label: str) -> None:
+        """Count ``pid`` and its descendants too, as ``label``."""
+        self._roots[pid] = label
+
+    def sample(self) -> None:
+        self._last.update(snapshot(self._roots))
+
+    def totals(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        for pid, (label, cpu) in self._last.items():
+            totals[label] += cpu - (self._before[pid][1] if pid in self._before else 0.0)
+        return dict(totals)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, required=True, help="the stack's home folder")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+
+    meter = StackCpu(args.home)
     started = time.monotonic()
     process = subprocess.Popen(command)
-    roots[process.pid] = "command"
-    # sampled while it runs: a process that ends (a bench's child) keeps its last figure
-    last: dict[int, tuple[str, float]] = {}
+    meter.add(process.pid, "command")
     while process.poll() is None:
-        last.update(snapshot(roots))
+        meter.sample()
         time.sleep(0.5)
-    last.update(snapshot(roots))
+    meter.sample()
     wall = time.monotonic() - started
-
-    totals: dict[str, float] = defaultdict(float)
-    for pid, (label, cpu) in last.items():
-        totals[label] += cpu - (before[pid][1] if pid in before else 0.0)
-    print(f"wall {wall:.1f} s, machine load {os.getloadavg()[0]:.1f}, {replicas} processor(s)")
-    for label, cpu in sorted(totals.items(), key=lambda item: -item[1]):
+    print(
+        f"wall {wall:.1f} s, machine load {os.getloadavg()[0]:.1f}, {meter.replicas} processor(s)"
+    )
+    for label, cpu in sorted(meter.totals().items(), key=lambda item: -item[1]):
         if cpu >= 0.05:
             print(f"  {label:20s} {cpu:7.1f} CPU-s")
     return process.returncode
