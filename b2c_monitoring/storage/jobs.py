@@ -60,30 +60,20 @@ _JOB_TYPES: Final = (
 
 # Updates go through a staging table of the connection's own, filled with COPY like
 # the inserts (an UPDATE over unnest()ed array parameters spent more time dumping the
-# arrays in Python than Postgres spent updating), then one UPDATE ... FROM it. Every
-# staged row exists and is locked by this transaction already (``_LOCK``, in key
-# order), so the UPDATE waits for no one and cannot deadlock. It replaced an
-# ``INSERT ... ON CONFLICT DO UPDATE``, whose speculative insertion probed the primary
-# key, locked each row a second time and built a tuple to throw away. The staging
-# table is analysed once per connection (``_ANALYZE_STAGE``, after its first fill):
-# without statistics a join from it may be planned as a scan of every job; with them
-# (kept across ``ON COMMIT DELETE ROWS``, scaled by its size at planning) the planner
-# probes the primary key once per staged row. It is planned at each execution
-# (``prepare=False``): psycopg prepares a statement run five times, and Postgres keeps
-# a parameterless statement's one generic plan, made while ``jobs`` was small, until
-# something invalidates it (bench/job_updates.py: ~12 us more Postgres CPU a report
-# prepared than planned each time, ~0.4 ms to plan a batch of 400).
+# arrays in Python than Postgres spent updating). ON CONFLICT DO UPDATE finds each
+# row by the primary key: a join from a temporary table without statistics could be
+# planned as a scan of all jobs. Every staged row exists (its lock is held), so each
+# one conflicts and is updated.
 _STAGE: Final = "job_updates"
 _CREATE_STAGE: Final = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE jobs) ON COMMIT DELETE ROWS"
 )
 _COPY_STAGE: Final = f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_ANALYZE_STAGE: Final = f"ANALYZE {_STAGE}"
 _UPDATED: Final = [c for c in _COLUMNS.split(", ") if c not in ("tenant_id", "job_id")]
 _UPDATE: Final = (
-    "UPDATE jobs j SET "
-    + ", ".join(f"{c} = s.{c}" for c in _UPDATED)
-    + f" FROM {_STAGE} s WHERE j.tenant_id = s.tenant_id AND j.job_id = s.job_id"
+    f"INSERT INTO jobs ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} "
+    "ON CONFLICT (tenant_id, job_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
 )
 
 _LOCK: Final = f"""
@@ -301,8 +291,6 @@ class JobStore:
         self._pool = pool
         # the pool's connections that have their staging table (a session's own)
         self._staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        # ... and those whose staging table of jobs has statistics
-        self._analysed: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
     def apply(self, reports: Sequence[JobReport], now: datetime) -> AppliedBatch:
         """Derive and store the reports of one batch; all or nothing."""
@@ -365,9 +353,7 @@ class JobStore:
                 copy_rows(cur, _COPY_JOBS, _JOB_TYPES, map(_row, inserts))
             if updates:
                 copy_rows(cur, _COPY_STAGE, _JOB_TYPES, map(_row, updates))
-                if conn not in self._analysed:
-                    cur.execute(_ANALYZE_STAGE)
-                cur.execute(_UPDATE, prepare=False)
+                cur.execute(_UPDATE)
             rows = (
                 (c.tenant_id, c.job_id, c.status.value, c.progress_percent, c.at,
                  c.error_message, now)
@@ -382,10 +368,7 @@ class JobStore:
             if changes:
                 job_types = {(j.tenant_id, j.job_id): j.job_type for j in (*inserts, *updates)}
                 publish(conn, job_status_changed(changes, job_types))
-        if updates:
-            # committed: the statistics are the session's now
-            self._analysed.add(conn)
-        return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
+            return AppliedBatch(jobs_written=len(inserts) + len(updates), changes=changes)
 
     @staticmethod
     def _lock(cur: psycopg.Cursor[tuple[Any, ...]], keys: list[JobKey]) -> dict[JobKey, Job]:
