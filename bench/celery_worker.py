@@ -1,11 +1,12 @@
 """Tasks per second through a real Celery worker (prefork, ``--concurrency``
-children) on the stack's Redis, with and without the integration (reports to the real
-collector of the test stack). The tasks are published to a queue first; the clock runs
+children) on the stack's Redis: without instrumentation, with the integration, and with
+the standard ``opentelemetry-instrumentation-celery`` for comparison (both report to the
+real collector of the test stack; ``--setups`` picks). The tasks are published to a queue first; the clock runs
 from the moment the worker is told to consume it (``add_consumer``) until the last task
 has counted itself. Prints tasks/s and the worker's CPU (main process and children,
 from /proc) per task.
 
-    uv run python bench/celery_worker.py [--tasks 10000] [--concurrency 2] [--rounds 2]
+    uv run python bench/celery_worker.py [--tasks 10000] [--concurrency 2] [--rounds 2] [--setups plain,b2c,otel]
 
 Uses database 15 of the test stack's Redis (B2C_TEST_HOME, B2C_TEST_PORT_OFFSET).
 """
@@ -48,8 +49,16 @@ def _cpu(process: psutil.Process) -> tuple[float, float]:
     return times.user + times.system, children
 
 
+SETUPS = ("plain", "b2c", "otel")
+_LABELS = {
+    "plain": "without instrumentation",
+    "b2c": "with the integration",
+    "otel": "opentelemetry-instrumentation-celery",
+}
+
+
 def run_once(
-    instrumented: bool, tasks: int, concurrency: int, redis_url: str, otlp: str, token: str
+    setup: str, tasks: int, concurrency: int, redis_url: str, otlp: str, token: str
 ) -> tuple[float, float, float]:
     """Tasks/s, and µs of CPU a task of the main process and of the children."""
     run = uuid.uuid4().hex[:8]
@@ -57,7 +66,7 @@ def run_once(
     env = {
         **os.environ,
         "B2C_BENCH_CELERY_REDIS": redis_url,
-        "B2C_BENCH_CELERY_INSTRUMENT": "1" if instrumented else "0",
+        "B2C_BENCH_CELERY_SETUP": setup,
         "B2C_BENCH_CELERY_OTLP": otlp,
         "B2C_BENCH_CELERY_TOKEN": token,
         "B2C_BENCH_CELERY_TENANT": f"bench-{run}",
@@ -126,6 +135,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--setups", default=",".join(SETUPS), help="of: " + ", ".join(SETUPS))
     args = parser.parse_args()
     home = Path(os.environ.get("B2C_TEST_HOME") or ROOT / ".b2c-test")
     ports = Ports(int(os.environ.get("B2C_TEST_PORT_OFFSET", "1000")))
@@ -133,32 +143,39 @@ def main() -> None:
     redis_url = f"redis://127.0.0.1:{ports.redis}/{DATABASE}"
     redis.Redis.from_url(redis_url).flushdb()
     otlp = f"http://127.0.0.1:{ports.otlp_grpc}"
-    figures: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    setups = args.setups.split(",")
+    figures: dict[str, list[tuple[float, float, float]]] = {setup: [] for setup in setups}
     for _ in range(args.rounds):
-        for instrumented in (False, True):
-            figures[instrumented].append(
-                run_once(instrumented, args.tasks, args.concurrency, redis_url, otlp, token)
+        for setup in setups:
+            figures[setup].append(
+                run_once(setup, args.tasks, args.concurrency, redis_url, otlp, token)
             )
     print(f"{args.tasks} no-op tasks, prefork x{args.concurrency}, {args.rounds} rounds, medians")
-    for instrumented, label in ((False, "without the integration"), (True, "with the integration")):
-        rate = statistics.median(f[0] for f in figures[instrumented])
-        main_us = statistics.median(f[1] for f in figures[instrumented])
-        children_us = statistics.median(f[2] for f in figures[instrumented])
+    for setup in setups:
+        rate = statistics.median(f[0] for f in figures[setup])
+        main_us = statistics.median(f[1] for f in figures[setup])
+        children_us = statistics.median(f[2] for f in figures[setup])
         print(
-            f"  {label:>24}: {rate:,.0f} tasks/s, worker CPU {main_us + children_us:.0f} us a "
-            f"task (main process {main_us:.0f}, pool children {children_us:.0f})"
+            f"  {_LABELS[setup]:>36}: {rate:,.0f} tasks/s, worker CPU {main_us + children_us:.0f}"
+            f" us a task (main process {main_us:.0f}, pool children {children_us:.0f})"
         )
-    # each round's pair ran back to back: their difference is the least disturbed figure
-    added = [
-        (with_[2] - without[2], without[1] + without[2])
-        for without, with_ in zip(figures[False], figures[True], strict=True)
-    ]
-    print(
-        "  the integration, median over the rounds' pairs: "
-        f"+{statistics.median(a[0] for a in added):.0f} us of the children's CPU a task, "
-        f"{statistics.median(a[0] / a[1] for a in added) * 100:.1f} % of a no-op task's "
-        "whole worker CPU without it"
-    )
+    if "plain" not in figures:
+        return
+    # each round's runs went back to back: differences within a round are the least
+    # disturbed figures
+    for setup in setups:
+        if setup == "plain":
+            continue
+        added = [
+            (with_[2] - without[2], without[1] + without[2])
+            for without, with_ in zip(figures["plain"], figures[setup], strict=True)
+        ]
+        print(
+            f"  {_LABELS[setup]}, median over the rounds: "
+            f"+{statistics.median(a[0] for a in added):.0f} us of the children's CPU a task, "
+            f"{statistics.median(a[0] / a[1] for a in added) * 100:.1f} % of a no-op task's "
+            "whole worker CPU without it"
+        )
 
 
 if __name__ == "__main__":
