@@ -143,7 +143,11 @@ class HubConnection:
                 self.end("the token expired")
                 return
             if not await authorized():
-                self.end("the token was revoked")
+                # woken a hair before the expiry, the check may run just after it: the
+                # store then refuses an expired token, which was not revoked
+                now = datetime.now(UTC)
+                expired = token_state(None, self._expires_at, now) is TokenState.EXPIRED
+                self.end("the token expired" if expired else "the token was revoked")
                 return
 
     async def _receive_loop(self, replay: Replay) -> None:
