@@ -27,6 +27,7 @@ from b2c_monitoring.alerting.service import Evaluator
 from b2c_monitoring.auth import Principal, Role
 from b2c_monitoring.processors.job_flags import JobWindows
 from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.alert_config import AlertConfigStore
 from b2c_monitoring.storage.alert_facts import CommunicationErrors
 from b2c_monitoring.storage.db import make_pool
@@ -135,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     stack = LocalStack(default_layout(args.home, args.port_offset))
     admin = stack.postgres.admin_url()
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    url = stack.postgres.url_for(ROLE, DATABASE)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER b2c')

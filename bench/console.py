@@ -40,6 +40,7 @@ from b2c_monitoring.live_events import HubEvent
 from b2c_monitoring.probes import Probes, ProbeSettings
 from b2c_monitoring.stack.console import ensure_console_build
 from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.hub_events import publish
 from b2c_monitoring.storage.tokens import TokenStore
@@ -164,7 +165,7 @@ def scale(
     seconds: int,
     keep: bool,
 ) -> None:
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{jobs_list.DATABASE}"
+    url = stack.postgres.url_for(ROLE, jobs_list.DATABASE)
     jobs_list.prepare(stack.postgres.admin_url(), url, jobs, keep)
     pool = make_pool(url, max_size=2, name="bench-console")
     pool.open(wait=True)

@@ -29,6 +29,7 @@ import psycopg
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import JobReport
 from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.migrations import migrate
@@ -94,7 +95,7 @@ def main() -> int:
 
     stack = LocalStack(default_layout(args.home, args.port_offset))
     database = f"b2c_bench_updates_{uuid.uuid4().hex[:8]}"
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{database}"
+    url = stack.postgres.url_for(ROLE, database)
     with psycopg.connect(stack.postgres.admin_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}" OWNER b2c')
     try:

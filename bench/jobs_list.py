@@ -38,6 +38,7 @@ import psycopg
 
 from b2c_monitoring.auth import Role
 from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.migrations import migrate
 from b2c_monitoring.storage.tokens import TokenStore
@@ -230,6 +231,15 @@ def measure(client: httpx.Client, params: dict[str, Any], requests: int) -> tupl
     return samples, items
 
 
+def stack_with_postgres(home: Path | None, port_offset: int | None) -> LocalStack:
+    """The local stack of ``home``; its Postgres must be running (the benches that fill
+    a database of their own need nothing else)."""
+    stack = LocalStack(default_layout(home, port_offset))
+    if not stack.postgres.healthy():
+        raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
+    return stack
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
@@ -241,10 +251,8 @@ def main() -> int:
     parser.add_argument("--port-offset", type=int, default=None)
     args = parser.parse_args()
 
-    stack = LocalStack(default_layout(args.home, args.port_offset))
-    if not stack.postgres.healthy():
-        raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    stack = stack_with_postgres(args.home, args.port_offset)
+    url = stack.postgres.url_for(ROLE, DATABASE)
     prepare(stack.postgres.admin_url(), url, args.jobs, args.keep)
     try:
         pool = make_pool(url, max_size=1, name="bench-tokens")

@@ -37,7 +37,8 @@ import httpx
 import psycopg
 
 from b2c_monitoring.auth import Role
-from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.local import LocalStack
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.tokens import TokenStore
 
@@ -228,10 +229,6 @@ def reads(
     return found
 
 
-def database_url(stack: LocalStack, database: str) -> str:
-    return stack.postgres.url.rsplit("/", 1)[0] + f"/{database}"
-
-
 def drop(stack: LocalStack, database: str) -> None:
     with psycopg.connect(stack.postgres.admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -251,10 +248,8 @@ def main() -> int:
     parser.add_argument("--port-offset", type=int, default=None)
     args = parser.parse_args()
 
-    stack = LocalStack(default_layout(args.home, args.port_offset))
-    if not stack.postgres.healthy():
-        raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
-    url = database_url(stack, args.database)
+    stack = jobs_list.stack_with_postgres(args.home, args.port_offset)
+    url = stack.postgres.url_for(ROLE, args.database)
     print(f"filling {args.database} with {args.jobs:,} jobs ...", flush=True)
     prepare(stack.postgres.admin_url(), url, args.database, args.jobs, args.services, args.keep)
     try:

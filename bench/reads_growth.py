@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import jobs_list
 import reads_at_scale
 
-from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 
 
 def _p(samples: list[float], q: int) -> float:
@@ -66,15 +67,13 @@ def main() -> int:
     parser.add_argument("--port-offset", type=int, default=None)
     args = parser.parse_args()
 
-    stack = LocalStack(default_layout(args.home, args.port_offset))
-    if not stack.postgres.healthy():
-        raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
+    stack = jobs_list.stack_with_postgres(args.home, args.port_offset)
     by_size: dict[int, dict[str, list[float]]] = {}
     fills: dict[int, float] = {}
     for factor in args.factors:
         jobs = args.jobs * factor
         database = f"b2c_bench_reads_{jobs}"
-        url = reads_at_scale.database_url(stack, database)
+        url = stack.postgres.url_for(ROLE, database)
         print(f"\n== x{factor}: {jobs:,} jobs in {database}, load {os.getloadavg()}", flush=True)
         started = time.monotonic()
         reads_at_scale.prepare(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -37,13 +38,16 @@ import psycopg
 
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.processors.jobs import JobReport
-from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.jobs import JobStore
 from b2c_monitoring.storage.maintenance import maintain
 from b2c_monitoring.storage.metrics import MetricsPolicy
 from b2c_monitoring.storage.migrations import migrate
 from b2c_monitoring.storage.partitions import Retention
+
+sys.path.insert(0, str(Path(__file__).parent))
+import jobs_list
 
 DATABASE = "b2c_bench_retention"
 
@@ -185,10 +189,8 @@ def main() -> int:
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--port-offset", type=int, default=None)
     args = parser.parse_args()
-    stack = LocalStack(default_layout(args.home, args.port_offset))
-    if not stack.postgres.healthy():
-        raise SystemExit("the stack's Postgres is not running: 'uv run b2c stack up'")
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    stack = jobs_list.stack_with_postgres(args.home, args.port_offset)
+    url = stack.postgres.url_for(ROLE, DATABASE)
     admin_url = stack.postgres.admin_url()
     policy = MetricsPolicy(
         retention=replace(

@@ -31,6 +31,7 @@ from b2c_monitoring.processors.health import HealthReport, HealthStatus
 from b2c_monitoring.processors.resources import ResourceSample
 from b2c_monitoring.processors.services import CheckReport, ServiceType
 from b2c_monitoring.stack.local import LocalStack, default_layout
+from b2c_monitoring.stack.postgres import ROLE
 from b2c_monitoring.storage.db import make_pool
 from b2c_monitoring.storage.maintenance import maintain
 from b2c_monitoring.storage.metrics import MetricsPolicy, MetricsStore
@@ -112,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     stack = LocalStack(default_layout(args.home, args.port_offset))
     admin = stack.postgres.admin_url()
-    url = stack.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    url = stack.postgres.url_for(ROLE, DATABASE)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER b2c')
