@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -39,6 +38,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from b2c_monitoring.stack.local import LocalStack, default_layout
+
+sys.path.insert(0, str(Path(__file__).parent))
+import otlp_send  # the paced sending loop the throughput benches share
 
 REPORTS = (("pending", None), ("running", 30), ("running", 70), ("succeeded", None))
 
@@ -144,33 +146,21 @@ def prebuild(
 
 def sender(
     endpoint: str,
-    metadata: tuple[tuple[str, str], ...],
+    metadata: otlp_send.Metadata,
     requests: list[Prepared],
     interval: float,
     sent: Sent,
     lock: threading.Lock,
 ) -> None:
-    next_at = time.monotonic()
-    with grpc.insecure_channel(endpoint) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export", None, None
-        )
-        for prepared in requests:
-            try:
-                export(prepared.data, timeout=30, metadata=metadata)
-            except grpc.RpcError:
-                with lock:
-                    sent.failed_requests += 1
-            else:
-                with lock:
-                    sent.jobs += prepared.jobs_finished
-                    sent.spans += prepared.spans
-            # a refused request keeps its slot: refusals must not raise the offered rate
-            if interval:
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+    def accepted(i: int) -> None:
+        with lock:
+            sent.jobs += requests[i].jobs_finished
+            sent.spans += requests[i].spans
+
+    data = [prepared.data for prepared in requests]
+    refused = otlp_send.paced(endpoint, metadata, otlp_send.TRACES, data, interval, accepted)
+    with lock:
+        sent.failed_requests += refused
 
 
 def stored(database_url: str, tenant: str) -> tuple[int, int]:
@@ -206,20 +196,15 @@ def schedule(
 
 def send_all(
     endpoint: str,
-    metadata: tuple[tuple[str, str], ...],
+    metadata: otlp_send.Metadata,
     prepared: list[list[Prepared]],
     interval: float,
 ) -> Sent:
     """Each list of requests by a sender thread of its own, ``interval`` apart."""
     sent, lock = Sent(), threading.Lock()
-    threads = [
-        threading.Thread(target=sender, args=(endpoint, metadata, requests, interval, sent, lock))
-        for requests in prepared
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    otlp_send.in_threads(
+        sender, ((endpoint, metadata, requests, interval, sent, lock) for requests in prepared)
+    )
     return sent
 
 
@@ -238,8 +223,7 @@ def main() -> int:
     args = parser.parse_args()
 
     stack = LocalStack(default_layout(args.home, args.port_offset))
-    endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
-    metadata = (("authorization", f"Bearer {stack.probe_token}"),)
+    endpoint, metadata = otlp_send.target(stack)
     run = uuid.uuid4().hex[:8]
     tenant = f"bench-{run}"
     spans_per_request = args.jobs_per_request * len(REPORTS)

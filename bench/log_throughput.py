@@ -39,7 +39,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -50,7 +49,9 @@ from b2c_monitoring.stack.base import Part
 from b2c_monitoring.stack.local import LocalStack, default_layout
 from b2c_monitoring.storage.logs import daily_index
 
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+sys.path.insert(0, str(Path(__file__).parent))
+import otlp_send  # the paced sending loop the throughput benches share
+
 MESSAGES = (
     "fetched page {n} of orders from enventa in {ms} ms",
     "order {n} mapped to ERP document SO-{n} with 14 lines, 2 discounts",
@@ -111,50 +112,49 @@ class Sent:
 
 def sender(
     endpoint: str,
-    metadata: tuple[tuple[str, str], ...],
+    metadata: otlp_send.Metadata,
     requests: list[bytes],
     per_request: int,
     interval: float,
     sent: Sent,
     lock: threading.Lock,
 ) -> None:
-    next_at = time.monotonic()
-    with grpc.insecure_channel(endpoint) as channel:
-        export = channel.unary_unary(EXPORT, None, None)
-        for request in requests:
-            try:
-                export(request, timeout=30, metadata=metadata)
-            except grpc.RpcError:
-                with lock:
-                    sent.failed_requests += 1
-            else:
-                with lock:
-                    sent.records += per_request
-            # a refused request keeps its slot: refusals must not raise the offered rate
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+    def accepted(_: int) -> None:
+        with lock:
+            sent.records += per_request
+
+    refused = otlp_send.paced(endpoint, metadata, otlp_send.LOGS, requests, interval, accepted)
+    with lock:
+        sent.failed_requests += refused
+
+
+def empty_day(stack: LocalStack, days_ago: int) -> tuple[datetime, str] | None:
+    """A moment ``days_ago`` days back and that day's log index, which must hold no
+    documents (the bench counts what it finds there); None, said on stderr, if it does."""
+    day = datetime.now(UTC) - timedelta(days=days_ago)
+    index = daily_index(stack.logs_index, day.date())
+    existing = httpx.get(f"{stack.elasticsearch.admin_url}/{index}/_count", timeout=30)
+    if existing.status_code == 200 and existing.json().get("count"):
+        print(f"{index} already holds documents; choose another --days-ago", file=sys.stderr)
+        return None
+    return day, index
 
 
 def send_all(
     endpoint: str,
-    metadata: tuple[tuple[str, str], ...],
+    metadata: otlp_send.Metadata,
     prepared: list[list[bytes]],
     per_request: int,
     interval: float,
 ) -> Sent:
     sent, lock = Sent(), threading.Lock()
-    threads = [
-        threading.Thread(
-            target=sender, args=(endpoint, metadata, requests, per_request, interval, sent, lock)
-        )
-        for requests in prepared
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    otlp_send.in_threads(
+        sender,
+        (
+            (endpoint, metadata, requests, per_request, interval, sent, lock)
+            for requests in prepared
+        ),
+    )
     return sent
 
 
@@ -308,14 +308,11 @@ def main() -> int:
     stack = LocalStack(default_layout(args.home, args.port_offset))
     base = stack.elasticsearch.admin_url
     telemetry = stack.collector.endpoints()["telemetry"]
-    endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
-    metadata = (("authorization", f"Bearer {stack.probe_token}"),)
-    day = datetime.now(UTC) - timedelta(days=args.days_ago)
-    index = daily_index(stack.logs_index, day.date())
-    existing = httpx.get(f"{base}/{index}/_count", timeout=30)
-    if existing.status_code == 200 and existing.json().get("count"):
-        print(f"{index} already holds documents; choose another --days-ago", file=sys.stderr)
+    endpoint, metadata = otlp_send.target(stack)
+    empty = empty_day(stack, args.days_ago)
+    if empty is None:
         return 2
+    day, index = empty
 
     run = uuid.uuid4().hex[:8]
     per_worker = max(1, round(args.rate * seconds / args.per_request / args.workers))

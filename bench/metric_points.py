@@ -19,7 +19,6 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
 import psycopg
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -35,6 +34,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from b2c_monitoring.stack.local import LocalStack, default_layout
+
+sys.path.insert(0, str(Path(__file__).parent))
+import otlp_send  # the paced sending loop the throughput benches share
 
 POINTS_PER_CHECK = 2
 
@@ -84,23 +86,9 @@ def build(tenant: str, services: int, seconds: int) -> list[bytes]:
     return [second_of_checks(tenant, services, first + s * 10**9) for s in range(seconds)]
 
 
-def send_seconds(
-    endpoint: str, metadata: tuple[tuple[str, str], ...], prepared: list[bytes]
-) -> int:
+def send_seconds(endpoint: str, metadata: otlp_send.Metadata, prepared: list[bytes]) -> int:
     """Send one request a second; the number of requests refused."""
-    refused = 0
-    started = time.monotonic()
-    with grpc.insecure_channel(endpoint) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", None, None
-        )
-        for s, data in enumerate(prepared):
-            try:
-                export(data, timeout=30, metadata=metadata)
-            except grpc.RpcError:
-                refused += 1
-            time.sleep(max(0.0, started + s + 1 - time.monotonic()))
-    return refused
+    return otlp_send.paced(endpoint, metadata, otlp_send.METRICS, prepared, 1.0, lambda _: None)
 
 
 def main() -> int:
@@ -116,9 +104,9 @@ def main() -> int:
     tenant = f"bench-checks-{uuid.uuid4().hex[:8]}"
     services = max(1, args.rate // POINTS_PER_CHECK)
     prepared = build(tenant, services, args.seconds)
-    metadata = (("authorization", f"Bearer {stack.probe_token}"),)
+    endpoint, metadata = otlp_send.target(stack)
     started = time.monotonic()
-    refused = send_seconds(f"127.0.0.1:{stack.layout.ports.otlp_grpc}", metadata, prepared)
+    refused = send_seconds(endpoint, metadata, prepared)
     sent_checks = services * (len(prepared) - refused)
     deadline = time.monotonic() + args.wait
     done = stored_checks(stack.postgres.url, tenant)

@@ -34,18 +34,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from b2c_monitoring.stack.local import LocalStack, default_layout
-from b2c_monitoring.storage.logs import daily_index
 
 sys.path.insert(0, str(Path(__file__).parent))
 import job_spans  # the spread job reports, their senders and the stored counts
 import log_throughput  # the log records, their senders and the Elasticsearch count
 import metric_points  # the service checks, their sender and the stored count
+import otlp_send
 from stack_cpu import StackCpu
 
 
@@ -100,16 +97,13 @@ def main() -> int:
     args = parser.parse_args()
 
     stack = LocalStack(default_layout(args.home, args.port_offset))
-    endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
-    metadata = (("authorization", f"Bearer {stack.probe_token}"),)
+    endpoint, metadata = otlp_send.target(stack)
     base = stack.elasticsearch.admin_url
     telemetry = stack.collector.endpoints()["telemetry"]
-    day = datetime.now(UTC) - timedelta(days=args.days_ago)
-    index = daily_index(stack.logs_index, day.date())
-    existing = httpx.get(f"{base}/{index}/_count", timeout=30)
-    if existing.status_code == 200 and existing.json().get("count"):
-        print(f"{index} already holds documents; choose another --days-ago", file=sys.stderr)
+    empty = log_throughput.empty_day(stack, args.days_ago)
+    if empty is None:
         return 2
+    day, index = empty
 
     run = uuid.uuid4().hex[:8]
     job_tenant, check_tenant = f"bench-{run}", f"bench-checks-{run}"
