@@ -139,16 +139,15 @@ class HubConnection:
             )
             # woken a hair before the expiry (asyncio's clock is not the wall clock), the
             # token is still good and the next round comes at once
-            if token_state(None, self._expires_at, datetime.now(UTC)) is TokenState.EXPIRED:
-                self.end("the token expired")
-                return
-            if not await authorized():
-                # woken a hair before the expiry, the check may run just after it: the
-                # store then refuses an expired token, which was not revoked
-                now = datetime.now(UTC)
-                expired = token_state(None, self._expires_at, now) is TokenState.EXPIRED
-                self.end("the token expired" if expired else "the token was revoked")
-                return
+            if not self._expired() and await authorized():
+                continue
+            # the store's check may run just after the expiry: it then refuses a token
+            # that expired, which was not revoked
+            self.end("the token expired" if self._expired() else "the token was revoked")
+            return
+
+    def _expired(self) -> bool:
+        return token_state(None, self._expires_at, datetime.now(UTC)) is TokenState.EXPIRED
 
     async def _receive_loop(self, replay: Replay) -> None:
         try:

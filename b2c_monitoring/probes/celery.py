@@ -289,7 +289,7 @@ class CeleryMonitor:
         self._poll_wait_s = poll_wait_s
         self._lock = threading.Lock()
         self._generation: int | None = None  # the fork generation its Probes were made in
-        self._probes_of_pid: Probes | None = None
+        self._own_probes: Probes | None = None
         self._active: dict[str, _Active] = {}
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
@@ -330,16 +330,16 @@ class CeleryMonitor:
     def probes(self) -> Probes:
         """The Probes of this process (made here on first use: a forked child gets its own)."""
         generation = _Forks.generation
-        probes = self._probes_of_pid
+        probes = self._own_probes
         if probes is not None and self._generation == generation:
             return probes  # every report asks: no lock once this process has its own
         with self._lock:
-            if self._generation != generation or self._probes_of_pid is None:
+            if self._generation != generation or self._own_probes is None:
                 # the parent's exporter threads did not survive the fork; its queue is not ours
-                self._probes_of_pid = self._factory()
+                self._own_probes = self._factory()
                 self._generation = generation
                 self._active.clear()
-            return self._probes_of_pid
+            return self._own_probes
 
     def _emitter(self) -> Emitter:
         return self.probes()._emitter
@@ -630,7 +630,7 @@ class CeleryMonitor:
 
     def _on_process_shutdown(self, **_: Any) -> None:
         with self._lock:
-            probes = self._probes_of_pid if self._generation == _Forks.generation else None
+            probes = self._own_probes if self._generation == _Forks.generation else None
         if probes is not None:
             probes.shutdown(5.0)
 
