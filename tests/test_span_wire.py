@@ -17,7 +17,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+from b2c_monitoring.contract import JobState
 from b2c_monitoring.probes import _span_wire
+from b2c_monitoring.probes._job_reports import JobReport
+from b2c_monitoring.probes._jobs import JobIdentity
 from b2c_monitoring.probes._span_wire import SpanWire
 
 _RESOURCES = [
@@ -30,6 +33,7 @@ _SCOPES = [
     None,
 ]
 
+_PROBES_SCOPE = InstrumentationScope("b2c_monitoring.probes", "1.0")
 _texts = st.text(max_size=80)
 _scalars = st.one_of(
     _texts,
@@ -126,3 +130,50 @@ def test_unique_values_do_not_grow_the_caches(monkeypatch: object) -> None:
         assert ExportTraceServiceRequest.FromString(wire.encode(spans)) == encode_spans(spans)
     assert len(wire._attributes) <= limit
     assert len(wire._heads) <= limit
+
+
+_job_reports = st.builds(
+    lambda job, state, time, resource, metadata, progress, error: JobReport(
+        job, state, time, resource, _PROBES_SCOPE, metadata, progress, error
+    ),
+    st.builds(
+        JobIdentity,
+        _texts.filter(bool),
+        _texts.filter(bool),
+        st.one_of(st.none(), _texts),
+        st.integers(min_value=1, max_value=1000),
+        st.one_of(st.none(), _texts),
+    ),
+    st.sampled_from(list(JobState)),
+    st.integers(min_value=0, max_value=(1 << 64) - 1),
+    st.sampled_from(_RESOURCES),
+    st.one_of(st.none(), st.dictionaries(_texts, _scalars, max_size=4)),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=100)),
+    st.one_of(st.none(), _texts),
+)
+
+
+def _without_ids(request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                assert len(span.trace_id) == 16
+                assert any(span.trace_id)
+                assert len(span.span_id) == 8
+                assert any(span.span_id)
+                span.trace_id = span.span_id = b""
+    return request
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_job_reports, _spans()), max_size=12))
+def test_a_job_reports_bytes_are_those_of_its_readable_span(
+    items: list[ReadableSpan | JobReport],
+) -> None:
+    """The export thread writes a JobReport's bytes from its fields; any other exporter
+    gets ``readable()``. Both say the same, but for the ids each makes anew."""
+    wire = SpanWire()
+    readable = [i.readable() if isinstance(i, JobReport) else i for i in items]
+    expected = _without_ids(encode_spans(readable))
+    for _ in range(2):  # the second batch from the caches
+        assert _without_ids(ExportTraceServiceRequest.FromString(wire.encode(items))) == expected

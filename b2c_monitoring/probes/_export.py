@@ -28,6 +28,8 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from b2c_monitoring.probes._job_reports import JobReport
+
 _log = logging.getLogger(__name__)
 
 # The SDK's default; a smaller queue caps the batch too (the SDK refuses batch > queue).
@@ -118,11 +120,14 @@ class LedgerSpanExporter(SpanExporter):
         self._inner = inner
         self._ledger = ledger
         self._shutdown = _Once()
+        self._takes_reports = bool(getattr(inner, "takes_job_reports", False))
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan | JobReport]) -> SpanExportResult:
         self._ledger.taken(len(spans))
         try:
-            result = self._inner.export(spans)
+            if not self._takes_reports:
+                spans = [s.readable() if type(s) is JobReport else s for s in spans]
+            result = self._inner.export(spans)  # type: ignore[arg-type]
         except Exception:
             # the batch processor's worker thread is the edge: log, count, go on
             _log.exception("span exporter raised; %d spans lost", len(spans))
@@ -187,6 +192,11 @@ class BoundedSpanProcessor(SpanProcessor):
             return
         if self._ledger.admit():
             self._batch.on_end(span)
+
+    def put(self, report: JobReport) -> None:
+        """A job report, to be made a span in the export thread (it is sampled)."""
+        if self._ledger.admit():
+            self._batch.on_end(report)  # type: ignore[arg-type]
 
     def shutdown(self) -> None:
         self._batch.shutdown()  # type: ignore[no-untyped-call]

@@ -27,7 +27,7 @@ from typing import Any, Final, ParamSpec, TypeVar, overload
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
@@ -49,6 +49,8 @@ from b2c_monitoring.contract import (
     JobState,
 )
 from b2c_monitoring.errors import JobCancelled
+from b2c_monitoring.probes._export import BoundedSpanProcessor
+from b2c_monitoring.probes._job_reports import JobReport
 from b2c_monitoring.probes._logging import JOB_CONTEXT_ATTR, JobLogger
 from b2c_monitoring.processors.jobs import Scalar
 
@@ -84,12 +86,26 @@ class DirectSpans:
     its event) or links keep the SDK's path."""
 
     def __init__(
-        self, processor: SpanProcessor, resource: Resource, scope: InstrumentationScope
+        self, processor: BoundedSpanProcessor, resource: Resource, scope: InstrumentationScope
     ) -> None:
         self._processor = processor
         self._resource = resource
         self._scope = scope
         self._bits = random.getrandbits
+
+    def put(
+        self,
+        job: JobIdentity,
+        state: JobState,
+        metadata: Mapping[str, Scalar] | None,
+        progress: int | None,
+        error: str | None,
+    ) -> None:
+        self._processor.put(
+            JobReport(
+                job, state, time.time_ns(), self._resource, self._scope, metadata, progress, error
+            )
+        )
 
     def report(
         self, name: str, parent: Context, attributes: dict[str, Scalar], status: Status
@@ -270,6 +286,38 @@ def emit_report(
         # the host's call is the edge: telemetry never fails the job it reports on
         _log.exception("job report %s %s not sent", job.job_id, state.value)
         return None
+
+
+def send_report(
+    emitter: Emitter,
+    job: JobIdentity,
+    state: JobState,
+    *,
+    metadata: Mapping[str, Scalar] | None = None,
+    progress: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Send a report that starts a trace of its own and whose span context nobody
+    needs (a Celery task's): the export thread makes its span (``JobReport``).
+    ``metadata`` is kept as given, so it must not change afterwards."""
+    if not emitter.is_open():
+        return
+    try:
+        if emitter.direct is not None:
+            emitter.direct.put(job, state, metadata, progress, error)
+        else:
+            emit_report(
+                emitter,
+                job,
+                state,
+                parent=Context(),
+                metadata=metadata,
+                progress=progress,
+                error=error,
+            )
+    except Exception:
+        # the host's call is the edge: telemetry never fails the job it reports on
+        _log.exception("job report %s %s not sent", job.job_id, state.value)
 
 
 def trace_context(span_context: SpanContext | None) -> Context:

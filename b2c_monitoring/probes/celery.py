@@ -70,7 +70,7 @@ from celery.states import SUCCESS
 from opentelemetry.context import Context
 
 from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
-from b2c_monitoring.probes._jobs import Emitter, JobIdentity, emit_report
+from b2c_monitoring.probes._jobs import Emitter, JobIdentity, emit_report, send_report
 from b2c_monitoring.probes._probes import Probes, ProbeSettings
 from b2c_monitoring.probes._runner import _Control, _ControlError
 from b2c_monitoring.probes._watch import QuietLog
@@ -388,6 +388,11 @@ class CeleryMonitor:
         error: str | None = None,
         exception: BaseException | None = None,
     ) -> None:
+        if exception is None:
+            send_report(
+                self._emitter(), job, state, metadata=metadata, progress=progress, error=error
+            )
+            return
         emit_report(
             self._emitter(),
             job,
