@@ -6,7 +6,8 @@ from the moment the worker is told to consume it (``add_consumer``) until the la
 has counted itself. Prints tasks/s and the worker's CPU (main process and children,
 from /proc) per task.
 
-    uv run python bench/celery_worker.py [--tasks 10000] [--concurrency 2] [--rounds 2] [--setups plain,b2c,otel]
+    uv run python bench/celery_worker.py [--tasks 10000] [--concurrency 2] [--rounds 2] [--setups plain,b2c,otel,b2c-noop,signals]
+    uv run python bench/celery_worker.py --setups plain,b2c,b2c@/path/to/old-checkout   # old and new in one run
 
 Uses database 15 of the test stack's Redis (B2C_TEST_HOME, B2C_TEST_PORT_OFFSET).
 """
@@ -49,18 +50,28 @@ def _cpu(process: psutil.Process) -> tuple[float, float]:
     return times.user + times.system, children
 
 
-SETUPS = ("plain", "b2c", "otel")
+SETUPS = ("plain", "b2c", "otel", "b2c-noop", "signals")
 _LABELS = {
     "plain": "without instrumentation",
     "b2c": "with the integration",
     "otel": "opentelemetry-instrumentation-celery",
+    "b2c-noop": "the integration, spans dropped",
+    "signals": "no-op receivers on its signals",
 }
+
+
+def _label(setup: str) -> str:
+    name, _, tree = setup.partition("@")
+    return _LABELS[name] + (f" ({tree})" if tree else "")
 
 
 def run_once(
     setup: str, tasks: int, concurrency: int, redis_url: str, otlp: str, token: str
 ) -> tuple[float, float, float]:
-    """Tasks/s, and µs of CPU a task of the main process and of the children."""
+    """Tasks/s, and µs of CPU a task of the main process and of the children. A setup
+    ``NAME@PATH`` runs setup NAME with the checkout at PATH (old against new)."""
+    setup, _, tree = setup.partition("@")
+    root = Path(tree) if tree else ROOT
     run = uuid.uuid4().hex[:8]
     queue = f"bench-{run}"
     env = {
@@ -70,7 +81,7 @@ def run_once(
         "B2C_BENCH_CELERY_OTLP": otlp,
         "B2C_BENCH_CELERY_TOKEN": token,
         "B2C_BENCH_CELERY_TENANT": f"bench-{run}",
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
+        "PYTHONPATH": f"{root}{os.pathsep}{root / 'bench'}",
     }
     producer = Celery(broker=redis_url)
     for _ in range(tasks):
@@ -96,7 +107,7 @@ def run_once(
             f"idle-{run}",
         ],
         env=env,
-        cwd=ROOT / "bench",
+        cwd=root / "bench",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -156,7 +167,7 @@ def main() -> None:
         main_us = statistics.median(f[1] for f in figures[setup])
         children_us = statistics.median(f[2] for f in figures[setup])
         print(
-            f"  {_LABELS[setup]:>36}: {rate:,.0f} tasks/s, worker CPU {main_us + children_us:.0f}"
+            f"  {_label(setup):>36}: {rate:,.0f} tasks/s, worker CPU {main_us + children_us:.0f}"
             f" us a task (main process {main_us:.0f}, pool children {children_us:.0f})"
         )
     if "plain" not in figures:
@@ -171,7 +182,7 @@ def main() -> None:
             for without, with_ in zip(figures["plain"], figures[setup], strict=True)
         ]
         print(
-            f"  {_LABELS[setup]}, median over the rounds: "
+            f"  {_label(setup)}, median over the rounds: "
             f"+{statistics.median(a[0] for a in added):.0f} us of the children's CPU a task, "
             f"{statistics.median(a[0] / a[1] for a in added) * 100:.1f} % of a no-op task's "
             "whole worker CPU without it"

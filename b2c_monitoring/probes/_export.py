@@ -82,6 +82,10 @@ class Ledger:
             self._waiting += 1
             return True
 
+    def drop(self) -> None:
+        with self._lock:
+            self._dropped += 1
+
     def taken(self, count: int) -> None:
         with self._lock:
             self._waiting = max(0, self._waiting - count)

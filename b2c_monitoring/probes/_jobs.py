@@ -52,6 +52,7 @@ from b2c_monitoring.errors import JobCancelled
 from b2c_monitoring.probes._export import BoundedSpanProcessor
 from b2c_monitoring.probes._job_reports import JobReport
 from b2c_monitoring.probes._logging import JOB_CONTEXT_ATTR, JobLogger
+from b2c_monitoring.probes._report_handoff import ReportHandoff
 from b2c_monitoring.processors.jobs import Scalar
 
 P = ParamSpec("P")
@@ -101,10 +102,19 @@ class DirectSpans:
         progress: int | None,
         error: str | None,
     ) -> None:
-        self._processor.put(
-            JobReport(
-                job, state, time.time_ns(), self._resource, self._scope, metadata, progress, error
-            )
+        self._processor.put(self.report_of(job, state, time.time_ns(), metadata, progress, error))
+
+    def report_of(
+        self,
+        job: JobIdentity,
+        state: JobState,
+        time_ns: int,
+        metadata: Mapping[str, Scalar] | None = None,
+        progress: int | None = None,
+        error: str | None = None,
+    ) -> JobReport:
+        return JobReport(
+            job, state, time_ns, self._resource, self._scope, metadata, progress, error
         )
 
     def report(
@@ -141,6 +151,7 @@ class Emitter:
     job_log: logging.Logger
     is_open: Callable[[], bool]
     direct: DirectSpans | None = None
+    handoff: ReportHandoff | None = None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ from b2c_monitoring.probes._jobs import (
 )
 from b2c_monitoring.probes._logging import OtelLogHandler
 from b2c_monitoring.probes._metrics import GAUGE_DELTA, LedgerMetricExporter, MetricSink, Point
+from b2c_monitoring.probes._report_handoff import ReportHandoff
 from b2c_monitoring.probes._resources import (
     DEFAULT_RESOURCES_EVERY_S,
     PoolUsage,
@@ -348,11 +349,19 @@ class Probes:
         job_log.addHandler(OtelLogHandler(self._otel_logger, host_wide=False))
 
         tracer = self._tracer_provider.get_tracer(_SCOPE)
+        self._handoff = ReportHandoff(
+            span_processor.put,
+            self._span_ledger,
+            capacity=capacity,
+            # half the export interval: a handed-off report waits for two threads
+            interval_s=settings.export_interval / 2,
+        )
         self._emitter = Emitter(
             tracer=tracer,
             job_log=job_log,
             is_open=self._is_open,
             direct=DirectSpans(span_processor, resource, InstrumentationScope(_SCOPE)),
+            handoff=self._handoff,
         )
         atexit.register(self._at_exit)
 
@@ -713,6 +722,7 @@ class Probes:
         millis = int(limit * 1000)
 
         def flush() -> bool:
+            self._handoff.drain()
             spans = self._tracer_provider.force_flush(millis)  # logs are flushed either way
             logs = self._logger_provider.force_flush(millis)
             meters = self._meter_provider
@@ -740,6 +750,7 @@ class Probes:
         _stop_all(watches, wait_s=min(limit, 0.5))
         if self._sink is not None:
             self._sink.close()
+        self._handoff.close()
         flushed = self.force_flush(max(deadline - time.monotonic(), 0.1))
 
         def stop() -> bool:

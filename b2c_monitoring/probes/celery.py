@@ -57,8 +57,8 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
@@ -70,6 +70,7 @@ from celery.states import SUCCESS
 from opentelemetry.context import Context
 
 from b2c_monitoring.contract import JOB_ID_MAX_CHARS, MAX_JOB_TYPE_CHARS, JobState
+from b2c_monitoring.probes._job_reports import JobReport
 from b2c_monitoring.probes._jobs import Emitter, JobIdentity, emit_report, send_report
 from b2c_monitoring.probes._probes import Probes, ProbeSettings
 from b2c_monitoring.probes._runner import _Control, _ControlError
@@ -185,12 +186,21 @@ def beat_entry_cron(entry_schedule: object) -> tuple[str, timedelta] | None:
     return None
 
 
-@dataclass
-class _Active:
-    job: JobIdentity
-    metadata: dict[str, Scalar]
+class _Run:
+    """A task this process is running: its request, kept as the handler found it. The
+    identity is worked out once, by whoever needs it first (the export thread, for the
+    ``running`` report, or a failure's handler): a racing second reader computes the
+    same value."""
+
+    __slots__ = ("job", "request", "task_name")
+
+    def __init__(self, request: Any, task_name: str) -> None:
+        self.request = request
+        self.task_name = task_name
+        self.job: JobIdentity | bool | None = False  # False: not worked out yet
 
 
+_MAX_METADATA_KINDS: Final = 1024  # (task name, worker) pairs; emptied when full
 _NO_PARENT: Final = Context()  # each report its own trace (Celery carries no traceparent)
 _MONITORS: dict[int, CeleryMonitor] = {}  # by id(app): the monitor of each instrumented app
 _PATCH_LOCK = threading.Lock()
@@ -290,7 +300,8 @@ class CeleryMonitor:
         self._lock = threading.Lock()
         self._generation: int | None = None  # the fork generation its Probes were made in
         self._own_probes: Probes | None = None
-        self._active: dict[str, _Active] = {}
+        self._active: dict[str, _Run] = {}
+        self._metadata_of: dict[tuple[str, object], Mapping[str, Scalar]] = {}
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._quiet = QuietLog(_log)
@@ -388,13 +399,15 @@ class CeleryMonitor:
         error: str | None = None,
         exception: BaseException | None = None,
     ) -> None:
+        emitter = self._emitter()
+        if emitter.handoff is not None:
+            # after the task's handed-off reports: its running report comes first
+            emitter.handoff.drain()
         if exception is None:
-            send_report(
-                self._emitter(), job, state, metadata=metadata, progress=progress, error=error
-            )
+            send_report(emitter, job, state, metadata=metadata, progress=progress, error=error)
             return
         emit_report(
-            self._emitter(),
+            emitter,
             job,
             state,
             parent=_NO_PARENT,
@@ -498,28 +511,70 @@ class CeleryMonitor:
         except Exception:
             _log.exception("before_task_publish: not reported")
 
+    # The two handlers every task runs leave their reports to the export thread
+    # (probes/_report_handoff.py): in a worker child they run cold, and each line costs.
+
     def _on_prerun(self, sender: Task | None = None, task_id: str | None = None, **_: Any) -> None:
         try:
-            if sender is None:
+            if sender is None or task_id is None:
                 return
-            request = sender.request  # a property that looks up Celery's request stack
-            job = self._request_identity(request, sender.name)
-            if job is None:
-                return
-            metadata: dict[str, Scalar] = {"celery.task": sender.name}
-            hostname = getattr(request, "hostname", None)
-            if hostname:
-                metadata["celery.worker"] = str(hostname)
-            self.probes()  # before _active: a first use in a child clears it
-            self._active[str(request.id)] = _Active(job, metadata)  # atomic under the GIL
-            self._send(job, JobState.RUNNING, metadata=metadata)
+            handoff = (
+                self.probes()._emitter.handoff
+            )  # before _active: a child's first use clears it
+            # the request is a property that looks up Celery's request stack
+            run = self._active[task_id] = _Run(sender.request, sender.name)
+            if handoff is not None:
+                handoff.leave(self._made, run, JobState.RUNNING, time.time_ns())
         except Exception:
             _log.exception("task_prerun: not reported")
 
-    def _active_job(self, task_id: str | None) -> _Active | None:
-        if task_id is None:
+    def _on_postrun(self, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+        # Success is reported here rather than on task_success: each connected signal
+        # costs every task ~10 us of Celery's dispatch, and postrun is needed anyway
+        # (it ends the task's entry whatever happened). Failures and retries have
+        # signals of their own, which carry the exception.
+        try:
+            run = self._active.pop(task_id, None)  # type: ignore[arg-type]
+            if run is not None and state == SUCCESS:
+                handoff = self._emitter().handoff
+                if handoff is not None:
+                    handoff.leave(self._made, run, JobState.SUCCEEDED, time.time_ns())
+        except Exception:
+            _log.exception("task_postrun: not reported")
+
+    def _made(self, run: _Run, state: JobState, time_ns: int) -> JobReport | None:
+        """In the export thread: the report of a handed-off ``running`` or ``succeeded``."""
+        job = self._job_of(run)
+        direct = self._emitter().direct
+        if job is None or direct is None:
             return None
-        return self._active.get(str(task_id))
+        if state is JobState.SUCCEEDED:
+            return direct.report_of(job, state, time_ns, progress=100)
+        return direct.report_of(job, state, time_ns, self._run_metadata(run))
+
+    def _run_metadata(self, run: _Run) -> Mapping[str, Scalar]:
+        # shared by every report of a task name on a worker: never changed once made
+        hostname = getattr(run.request, "hostname", None)
+        key = (run.task_name, hostname)
+        metadata = self._metadata_of.get(key)
+        if metadata is None:
+            made: dict[str, Scalar] = {"celery.task": run.task_name}
+            if hostname:
+                made["celery.worker"] = str(hostname)
+            if len(self._metadata_of) >= _MAX_METADATA_KINDS:
+                self._metadata_of.clear()
+            metadata = self._metadata_of[key] = made
+        return metadata
+
+    def _job_of(self, run: _Run) -> JobIdentity | None:
+        job = run.job
+        if job is False:
+            job = run.job = self._request_identity(run.request, run.task_name)
+        return job if isinstance(job, JobIdentity) else None
+
+    def _active_job(self, task_id: str | None) -> JobIdentity | None:
+        run = self._active.get(str(task_id)) if task_id is not None else None
+        return self._job_of(run) if run is not None else None
 
     def _on_failure(
         self,
@@ -529,12 +584,12 @@ class CeleryMonitor:
         **_: Any,
     ) -> None:
         try:
-            active = self._active_job(task_id)
-            if active is None:
+            job = self._active_job(task_id)
+            if job is None:
                 return
             message = str(exception) if exception is not None else ""
             self._send(
-                active.job,
+                job,
                 JobState.FAILED,
                 error=message or (type(exception).__name__ if exception else "failed"),
                 exception=exception,
@@ -544,12 +599,12 @@ class CeleryMonitor:
 
     def _on_retry(self, request: Any = None, reason: Any = None, **_: Any) -> None:
         try:
-            active = self._active_job(getattr(request, "id", None))
-            if active is None:
+            job = self._active_job(getattr(request, "id", None))
+            if job is None:
                 return
             cause = reason if isinstance(reason, BaseException) else None
             self._send(
-                active.job,
+                job,
                 JobState.FAILED,
                 error=f"retrying: {reason}",
                 exception=cause,
@@ -575,18 +630,6 @@ class CeleryMonitor:
             self._send(job, JobState.CANCELLED, metadata={"celery.revoked": how})
         except Exception:
             _log.exception("task_revoked: not reported")
-
-    def _on_postrun(self, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
-        # Success is reported here rather than on task_success: each connected signal
-        # costs every task ~10 us of Celery's dispatch, and postrun is needed anyway
-        # (it ends the task's entry whatever happened). Failures and retries have
-        # signals of their own, which carry the exception.
-        try:
-            active = self._active.pop(str(task_id), None)
-            if active is not None and state == SUCCESS:
-                self._send(active.job, JobState.SUCCEEDED, progress=100)
-        except Exception:
-            _log.exception("task_postrun: not reported")
 
     def _progress_from_state(
         self, task_id: str | None, state: str | None, meta: Mapping[str, Any] | None
@@ -614,15 +657,15 @@ class CeleryMonitor:
         self, task_id: str, percent: float | None, metadata: Mapping[str, object]
     ) -> None:
         try:
-            active = self._active_job(task_id)
-            if active is None:
+            job = self._active_job(task_id)
+            if job is None:
                 return
             scalars = {
                 k: v if isinstance(v, str | int | float | bool) else str(v)
                 for k, v in metadata.items()
             }
             self._send(
-                active.job,
+                job,
                 JobState.RUNNING,
                 progress=None if percent is None else max(0, min(100, int(percent))),
                 metadata=scalars,
