@@ -25,7 +25,7 @@ import pytest
 import tests.test_job_commands as job_commands_tests
 from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
-from b2c_monitoring.probes.apscheduler import run_job_id, trigger_cron
+from b2c_monitoring.probes.apscheduler import run_job_id, skipped_as_missed, trigger_cron
 from tests.api_process import cli
 from tests.polling import eventually
 from tests.test_job_commands import Served, command_state, job_state, seed_job
@@ -118,6 +118,15 @@ def test_run_ids_and_triggers_in_cron() -> None:
     assert trigger_cron(CronTrigger(hour="2", minute="30")) == ("30 2 * * *", timedelta(0))
     assert trigger_cron(IntervalTrigger(minutes=10)) == ("*/10 * * * *", timedelta(minutes=10))
     assert trigger_cron(CronTrigger(second="*/3")) is None
+
+
+def test_a_run_later_than_its_grace_at_submission_is_one_the_executor_skips() -> None:
+    due = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    assert skipped_as_missed(due, 1, due + timedelta(seconds=3))
+    # the executor judged it a moment earlier: within the margin it may have run it
+    assert not skipped_as_missed(due, 1, due + timedelta(seconds=1.2))
+    assert not skipped_as_missed(due, None, due + timedelta(days=1))  # no grace: runs late
+    assert not skipped_as_missed(None, 1, due)
 
 
 def test_runs_report_succeeded_and_failed_with_the_exception_message(
@@ -245,6 +254,7 @@ def test_a_cron_run_missed_past_its_grace_is_stored_as_missed_and_fires_a_missed
     assert skipped["jobType"] == "ERP_SYNC"
     assert skipped["serviceName"] == service
     assert skipped["metadata"]["apscheduler.skipped"] == "missed"
+    assert skipped["startedAt"] is None  # submitted to the executor, never started
 
     def missed() -> dict[str, Any] | None:
         body = api.get(
