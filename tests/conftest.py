@@ -37,7 +37,9 @@ def _say(line: str) -> None:
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's own settings or tokens."""
     for key in list(os.environ):
-        if key.startswith(("B2C_", "OTEL_")) and not key.startswith(("B2C_TEST_", "B2C_CACHE_DIR")):
+        # B2C_SCREENSHOTS_DIR is where the browser tests save theirs, not a setting
+        kept = ("B2C_TEST_", "B2C_CACHE_DIR", "B2C_SCREENSHOTS_DIR")
+        if key.startswith(("B2C_", "OTEL_")) and not key.startswith(kept):
             monkeypatch.delenv(key, raising=False)
 
 

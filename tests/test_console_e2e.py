@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from b2c_monitoring.auth import Role
+from b2c_monitoring.contract import JobState
 from b2c_monitoring.probes import JobRun, JobRunner, Probes, ProbeSettings
 from b2c_monitoring.processors.jobs import Scalar
 from b2c_monitoring.stack.local import LocalStack
@@ -36,6 +37,7 @@ from tests.console_browser import (
     signed_in,
 )
 from tests.polling import eventually
+from tests.test_job_commands import seed_job
 from tests.tokens import bearer, token
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -299,6 +301,57 @@ def test_an_operator_retries_and_cancels_from_the_job_page_and_a_viewer_cannot(
     finally:
         api.close()
         connector.close()
+
+
+def test_a_retry_no_runner_takes_shows_expired_live_with_what_to_do_next(
+    browser: Browser,
+    console_api: RestartableApi,
+    pool: psycopg_pool.ConnectionPool,
+    tenant: str,
+) -> None:
+    """The job's service runs no job runner (a Celery app without the integration): the
+    operator's retry expires, and both the operator's page and a colleague's page on the
+    same job (which only the hub tells) say so without a reload, with what to do next."""
+    service = f"gone-{uuid.uuid4().hex[:8]}"
+    job_id = seed_job(pool, tenant, JobState.FAILED, service)
+    colleague = signed_in(
+        browser, console_api.url, token(pool, Role.VIEWER, [tenant]), f"jobs/{job_id}"
+    )
+    page = signed_in(
+        browser, console_api.url, token(pool, Role.OPERATOR, [tenant]), f"jobs/{job_id}"
+    )
+    for p in (page, colleague):
+        expect(p.get_by_test_id("job-status")).to_contain_text("failed")
+        mark_document(p)
+    try:
+        page.get_by_role("button", name="Retry").click()
+        outcome = page.get_by_test_id("command-outcome")
+        expect(outcome).to_contain_text("waiting for the job's runner", timeout=LIVE_MS)
+        # as if it had been asked two minutes ago (the expiry is 60 s): the page's next
+        # read of the job's commands expires it, and the hub tells the colleague's page
+        with pool.connection() as conn:
+            conn.execute(
+                "UPDATE job_commands SET requested_at = requested_at - interval '2 minutes' "
+                "WHERE tenant_id = %s AND job_id = %s",
+                (tenant, job_id),
+            )
+        for p, who in ((page, ""), (colleague, "an operator can ")):
+            shown = p.get_by_test_id("command-outcome")
+            expect(shown).to_have_attribute("data-state", "expired", timeout=LIVE_MS)
+            expect(shown).to_contain_text(f"no job runner of {service} took it within 60 s")
+            expect(p.get_by_test_id("command-next-step")).to_have_text(
+                f"Nothing was done to the job. Once {service}'s job runner is running, "
+                f"{who}retry it again."
+            )
+            assert same_document(p)
+        # and it may be asked again
+        expect(page.get_by_role("button", name="Retry")).to_be_enabled()
+        _no_serious_violations(page, "a job whose retry expired")
+        screenshot(page, "job-command-expired")
+        screenshot(colleague, "job-command-expired-colleague")
+    finally:
+        page.context.close()
+        colleague.context.close()
 
 
 # -- tenants

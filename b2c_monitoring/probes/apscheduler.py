@@ -18,7 +18,9 @@ One run of an APScheduler job is one b2c job, ``<APScheduler job id>@<scheduled 
 time>`` (the same id in the submitted and the executed event):
 
 - ``EVENT_JOB_SUBMITTED`` -> ``running`` (APScheduler 3 has no "started" event: a run
-  starts when its executor takes it); ``EVENT_JOB_EXECUTED`` -> ``succeeded``;
+  starts when its executor takes it), except for a run already later than its
+  ``misfire_grace_time``, which the executor skips (it never started);
+  ``EVENT_JOB_EXECUTED`` -> ``succeeded``;
   ``EVENT_JOB_ERROR`` -> ``failed`` with the exception's message;
   ``EVENT_JOB_MISSED`` (past ``misfire_grace_time``) and ``EVENT_JOB_MAX_INSTANCES``
   (skipped: the previous run still runs) -> ``cancelled`` with
@@ -41,7 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from apscheduler.events import (
@@ -64,7 +66,13 @@ from b2c_monitoring.probes._probes import Probes, ProbeSettings
 from b2c_monitoring.probes._runner import _Control, _ControlError
 from b2c_monitoring.probes.celery import beat_entry_cron
 
-__all__ = ["ApschedulerMonitor", "instrument_apscheduler", "run_job_id", "trigger_cron"]
+__all__ = [
+    "ApschedulerMonitor",
+    "instrument_apscheduler",
+    "run_job_id",
+    "skipped_as_missed",
+    "trigger_cron",
+]
 
 _log = logging.getLogger(__name__)
 _RETRY_PREFIX: Final = "b2c-retry:"
@@ -76,6 +84,19 @@ def run_job_id(job_id: str, scheduled: datetime | None) -> str:
     """The b2c job id of one run of an APScheduler job."""
     stamp = scheduled.isoformat() if scheduled is not None else "now"
     return f"{job_id[: JOB_ID_MAX_CHARS - len(stamp) - 1]}@{stamp}"
+
+
+# the executor judges a run's lateness a moment before the submitted event reaches us:
+# only a run later than this beyond its grace is surely one it skipped
+_MISSED_MARGIN: Final = timedelta(seconds=0.5)
+
+
+def skipped_as_missed(scheduled: datetime | None, grace_s: float | None, now: datetime) -> bool:
+    """Whether APScheduler's executor skips the run due at ``scheduled`` (it sends
+    EVENT_JOB_MISSED instead of running it), judged at its submission at ``now``."""
+    if scheduled is None or grace_s is None:
+        return False
+    return now - scheduled > timedelta(seconds=grace_s) + _MISSED_MARGIN
 
 
 def trigger_cron(trigger: object) -> tuple[str, timedelta] | None:
@@ -195,8 +216,12 @@ class ApschedulerMonitor:
                         ).start()
                 return
             if isinstance(event, JobSubmissionEvent):
+                grace = getattr(self.scheduler.get_job(event.job_id), "misfire_grace_time", None)
+                now = datetime.now(UTC)
                 for scheduled in event.scheduled_run_times or [None]:
-                    self._send(self._identity(event, scheduled), JobState.RUNNING)
+                    # a skipped run is reported by its EVENT_JOB_MISSED alone: no start
+                    if not skipped_as_missed(scheduled, grace, now):
+                        self._send(self._identity(event, scheduled), JobState.RUNNING)
                 return
             scheduled = getattr(event, "scheduled_run_time", None)
             job = self._identity(event, scheduled)
