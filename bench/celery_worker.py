@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -50,12 +52,13 @@ def _cpu(process: psutil.Process) -> tuple[float, float]:
     return times.user + times.system, children
 
 
-SETUPS = ("plain", "b2c", "otel", "b2c-noop", "signals")
+SETUPS = ("plain", "b2c", "otel", "b2c-noop", "b2c-timed", "signals")
 _LABELS = {
     "plain": "without instrumentation",
     "b2c": "with the integration",
     "otel": "opentelemetry-instrumentation-celery",
     "b2c-noop": "the integration, spans dropped",
+    "b2c-timed": "the integration, handlers timed",
     "signals": "no-op receivers on its signals",
 }
 
@@ -83,6 +86,8 @@ def run_once(
         "B2C_BENCH_CELERY_TENANT": f"bench-{run}",
         "PYTHONPATH": f"{root}{os.pathsep}{root / 'bench'}",
     }
+    times = Path(tempfile.mkdtemp(prefix="b2c-bench-times-"))
+    env["B2C_BENCH_CELERY_TIMES_DIR"] = str(times)
     producer = Celery(broker=redis_url)
     for _ in range(tasks):
         producer.send_task("bench.noop", args=(run,), queue=queue, ignore_result=True)
@@ -139,6 +144,13 @@ def run_once(
         except subprocess.TimeoutExpired:
             worker.kill()
         counter.delete(f"bench:done:{run}")
+        for child in sorted(times.glob("*.json")):  # b2c-timed: us a task in each child
+            spent = json.loads(child.read_text())
+            print(
+                f"  {setup}, child {child.stem}: "
+                + ", ".join(f"{k} {v:.1f} us" for k, v in spent.items() if k != "tasks")
+            )
+        shutil.rmtree(times, ignore_errors=True)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 task that counts itself in Redis (the bench's clock stops at the count), instrumented
 as ``B2C_BENCH_CELERY_SETUP`` says: ``plain`` (not at all), ``b2c`` (``instrument_celery``),
 ``b2c-noop`` (the same, its spans dropped at the exporter: the handlers' cost without
-the export's), ``signals`` (no-op receivers on the integration's signals: Celery's
+the export's), ``b2c-timed`` (the same, its handlers timed in each child), ``signals`` (no-op receivers on the integration's signals: Celery's
 dispatch floor) or ``otel`` (``opentelemetry-instrumentation-celery`` with the SDK's batch span processor
 and OTLP/gRPC exporter, in each pool child: the standard tracing a Celery app may
 already have, for comparison). ``B2C_BENCH_CELERY_EXPORT_INTERVAL`` sets the span export
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from b2c_monitoring.probes import Probes, ProbeSettings
-from b2c_monitoring.probes.celery import instrument_celery
+from b2c_monitoring.probes.celery import CeleryMonitor, instrument_celery
 
 _url = os.environ["B2C_BENCH_CELERY_REDIS"]
 app = Celery("b2c_bench", broker=_url)
@@ -42,12 +41,52 @@ _setup = os.environ.get("B2C_BENCH_CELERY_SETUP", "plain")
 _interval = float(os.environ.get("B2C_BENCH_CELERY_EXPORT_INTERVAL", "0.2"))
 
 
+def _time_in_each_child(monitor: CeleryMonitor) -> None:
+    """Times the two per-task handlers (and what they call) with the thread's CPU clock
+    in each child; at the child's end the µs a task go to B2C_BENCH_CELERY_TIMES_DIR.
+    A handed-off report is made in another thread: its ``_request_identity`` is timed
+    there."""
+    spent: dict[str, int] = {"tasks": 0}
+
+    def timed(name: str, call: Callable[..., object]) -> Callable[..., object]:
+        spent[name] = 0
+
+        def run(*args: object, **kwargs: object) -> object:
+            start = time.thread_time_ns()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time_ns() - start
+
+        return run
+
+    for signal, name, handler in (
+        (signals.task_prerun, "prerun", monitor._on_prerun),
+        (signals.task_postrun, "postrun", monitor._on_postrun),
+    ):
+        signal.disconnect(handler)
+        signal.connect(timed(name, handler), weak=False)
+    for method in ("_request_identity", "_send", "probes"):
+        setattr(monitor, method, timed(method, getattr(monitor, method)))
+
+    def count(**_: object) -> None:
+        spent["tasks"] += 1
+
+    def write(**_: object) -> None:
+        tasks = spent["tasks"] or 1
+        path = Path(os.environ["B2C_BENCH_CELERY_TIMES_DIR"]) / f"{os.getpid()}.json"
+        path.write_text(json.dumps({k: v / tasks / 1000 for k, v in spent.items()}))
+
+    signals.task_postrun.connect(count, weak=False)
+    signals.worker_process_shutdown.connect(write, weak=False)
+
+
 class _DropSpans(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
 
 
-if _setup in ("b2c", "b2c-noop"):
+if _setup.startswith("b2c"):
     _settings = ProbeSettings(
         endpoint=os.environ["B2C_BENCH_CELERY_OTLP"],
         token=os.environ["B2C_BENCH_CELERY_TOKEN"],
@@ -56,7 +95,7 @@ if _setup in ("b2c", "b2c-noop"):
         max_queue_size=20_000,
         export_interval=_interval,
     )
-    instrument_celery(
+    _monitor = instrument_celery(
         app,
         _settings,
         keep_args=False,
@@ -64,68 +103,8 @@ if _setup in ("b2c", "b2c-noop"):
         if _setup == "b2c-noop"
         else None,
     )
-elif _setup == "b2c-timed":
-    # the integration, its two per-task handlers timed in each child with the thread's
-    # CPU clock; at the child's end the times go to B2C_BENCH_CELERY_TIMES_DIR
-    _monitor = instrument_celery(
-        app,
-        ProbeSettings(
-            endpoint=os.environ["B2C_BENCH_CELERY_OTLP"],
-            token=os.environ["B2C_BENCH_CELERY_TOKEN"],
-            service_name="bench-celery-worker",
-            tenant_id=os.environ["B2C_BENCH_CELERY_TENANT"],
-            max_queue_size=20_000,
-            export_interval=_interval,
-        ),
-        keep_args=False,
-    )
-    _spent: dict[str, int] = {"prerun": 0, "postrun": 0, "tasks": 0}
-
-    def _timed(name: str, handler: Callable[..., None]) -> Callable[..., None]:
-        def run(**kwargs: object) -> None:
-            start = time.thread_time_ns()
-            handler(**kwargs)
-            _spent[name] += time.thread_time_ns() - start
-
-        return run
-
-    for _signal, _name, _handler in (
-        (signals.task_prerun, "prerun", _monitor._on_prerun),
-        (signals.task_postrun, "postrun", _monitor._on_postrun),
-    ):
-        _signal.disconnect(_handler)
-        _signal.connect(_timed(_name, _handler), weak=False)
-
-    def _timed_method(name: str, method: Callable[..., object]) -> Callable[..., object]:
-        _spent[name] = 0
-
-        def run(*args: object, **kwargs: object) -> object:
-            start = time.thread_time_ns()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                _spent[name] += time.thread_time_ns() - start
-
-        return run
-
-    for _method in ("_request_identity", "_send", "probes"):
-        setattr(_monitor, _method, _timed_method(_method, getattr(_monitor, _method)))
-
-    @signals.task_postrun.connect(weak=False)  # type: ignore[untyped-decorator]
-    def _count(**_: object) -> None:
-        _spent["tasks"] += 1
-
-    @signals.worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
-    def _write_times(**_: object) -> None:
-        main = threading.main_thread().ident
-        others = sum(
-            time.clock_gettime_ns(time.pthread_getcpuclockid(t.ident))
-            for t in threading.enumerate()
-            if t.ident is not None and t.ident != main and t.is_alive()
-        )
-        path = Path(os.environ["B2C_BENCH_CELERY_TIMES_DIR"]) / f"{os.getpid()}.json"
-        path.write_text(json.dumps({**_spent, "other_threads_ns": others}))
-
+    if _setup == "b2c-timed":
+        _time_in_each_child(_monitor)
 elif _setup == "signals":
 
     def _nothing(**_: object) -> None:

@@ -4,12 +4,16 @@ on (acknowledge, silence, resolve) without waiting for a real outage."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 import psycopg_pool
 
 from b2c_monitoring.alerting.lifecycle import AlertState
 from b2c_monitoring.alerting.rules import AlertKind, DesiredAlert, Severity
 from b2c_monitoring.storage.alerts import AlertStore
+from tests.polling import eventually
+from tests.tokens import bearer
 
 
 def open_service_down(
@@ -28,3 +32,21 @@ def open_service_down(
     )
     [(opened, _)] = AlertStore(pool).reconcile(tenant, {key: wanted}, now)
     return opened
+
+
+def raised_missed_run(
+    api: httpx.Client, tenant: str, operator: str, *, timeout: float
+) -> dict[str, Any]:
+    """The tenant's first ``missed_run`` alert as the API shows it, once the processor's
+    evaluator has raised it (within ``timeout`` s): the schedulers' end-to-end tests."""
+
+    def missed() -> dict[str, Any] | None:
+        body = api.get(
+            "/api/admin/alerts",
+            params={"tenant": tenant, "kind": "missed_run"},
+            headers=bearer(operator),
+        ).json()
+        return next(iter(body["items"]), None)
+
+    alert: dict[str, Any] = eventually(missed, timeout=timeout, what="the missed-run alert")
+    return alert

@@ -27,6 +27,7 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.probes.apscheduler import run_job_id, skipped_as_missed, trigger_cron
 from tests.api_process import cli
+from tests.firing_alerts import raised_missed_run
 from tests.polling import eventually
 from tests.test_job_commands import Served, command_state, job_state, seed_job
 from tests.tokens import bearer, token
@@ -256,16 +257,8 @@ def test_a_cron_run_missed_past_its_grace_is_stored_as_missed_and_fires_a_missed
     assert skipped["metadata"]["apscheduler.skipped"] == "missed"
     assert skipped["startedAt"] is None  # submitted to the executor, never started
 
-    def missed() -> dict[str, Any] | None:
-        body = api.get(
-            "/api/admin/alerts",
-            params={"tenant": tenant, "kind": "missed_run"},
-            headers=bearer(operator),
-        ).json()
-        return next(iter(body["items"]), None)
-
     # the run's grace (5 s) and one or two rounds of the evaluator (15 s)
-    alert = eventually(missed, timeout=60, what="the missed-run alert")
+    alert = raised_missed_run(api, tenant, operator, timeout=60)
     assert alert["state"] == "firing"
     assert alert["jobType"] == "ERP_SYNC"
     assert alert["details"]["expectedAt"].startswith(due.strftime("%Y-%m-%dT%H:%M:00"))

@@ -24,6 +24,7 @@ import tests.test_job_commands as job_commands_tests
 from b2c_monitoring.auth import Role
 from b2c_monitoring.probes.celery import beat_entry_cron, job_id_of, task_id_of
 from tests.api_process import cli
+from tests.firing_alerts import raised_missed_run
 from tests.polling import eventually
 from tests.redis_server import CELERY_TESTS, RedisDb, redis_db
 from tests.test_job_commands import Served, command_state, job_state
@@ -376,16 +377,8 @@ def test_a_beat_entry_whose_run_does_not_happen_fires_a_missed_run_alert(
     assert schedule["cron"] == "* * * * *"
     assert schedule["graceS"] == 5
 
-    def missed() -> dict[str, Any] | None:
-        body = api.get(
-            "/api/admin/alerts",
-            params={"tenant": tenant, "kind": "missed_run"},
-            headers=bearer(operator),
-        ).json()
-        return next(iter(body["items"]), None)
-
     # the next minute, its grace, and one or two rounds of the evaluator (15 s)
-    alert = eventually(missed, timeout=120, what="the missed-run alert")
+    alert = raised_missed_run(api, tenant, operator, timeout=120)
     assert alert["state"] == "firing"
     assert alert["jobType"] == "ERP_SYNC"
     assert alert["title"].startswith("ERP_SYNC did not start: expected at ")

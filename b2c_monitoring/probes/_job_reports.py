@@ -37,6 +37,31 @@ _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _UNSET: Final = Status(StatusCode.UNSET)
 
 
+def report_attributes(
+    job: JobIdentity,
+    state: JobState,
+    progress: int | None,
+    metadata: Mapping[str, Scalar] | None,
+) -> dict[str, Scalar]:
+    """A job report's span attributes, as the contract names them."""
+    attributes: dict[str, Scalar] = {
+        c.JOB_ID: job.job_id,
+        c.JOB_TYPE: job.job_type,
+        c.JOB_STATE: state.value,
+        c.JOB_ATTEMPT: job.attempt,
+    }
+    if job.retry_of is not None:
+        attributes[c.JOB_RETRY_OF] = job.retry_of
+    if job.tenant_id is not None:
+        attributes[c.TENANT_ID] = job.tenant_id
+    if progress is not None:
+        attributes[c.JOB_PROGRESS] = progress
+    if metadata:
+        for key, value in metadata.items():
+            attributes[c.JOB_METADATA_PREFIX + key] = value
+    return attributes
+
+
 class JobReport:
     """One job-state report, as its host's thread left it."""
 
@@ -75,24 +100,7 @@ class JobReport:
         return f"job {self.job.job_type} {self.state.value}"
 
     def attributes(self) -> dict[str, Scalar]:
-        """The span's attributes, in the order ``emit_report`` gives them."""
-        job = self.job
-        attributes: dict[str, Scalar] = {
-            c.JOB_ID: job.job_id,
-            c.JOB_TYPE: job.job_type,
-            c.JOB_STATE: self.state.value,
-            c.JOB_ATTEMPT: job.attempt,
-        }
-        if job.retry_of is not None:
-            attributes[c.JOB_RETRY_OF] = job.retry_of
-        if job.tenant_id is not None:
-            attributes[c.TENANT_ID] = job.tenant_id
-        if self.progress is not None:
-            attributes[c.JOB_PROGRESS] = self.progress
-        if self.metadata:
-            for key, value in self.metadata.items():
-                attributes[c.JOB_METADATA_PREFIX + key] = value
-        return attributes
+        return report_attributes(self.job, self.state, self.progress, self.metadata)
 
     def status(self) -> Status:
         return _UNSET if self.error is None else Status(StatusCode.ERROR, self.error)

@@ -50,7 +50,7 @@ from b2c_monitoring.contract import (
 )
 from b2c_monitoring.errors import JobCancelled
 from b2c_monitoring.probes._export import BoundedSpanProcessor
-from b2c_monitoring.probes._job_reports import JobReport
+from b2c_monitoring.probes._job_reports import JobReport, report_attributes
 from b2c_monitoring.probes._logging import JOB_CONTEXT_ATTR, JobLogger
 from b2c_monitoring.probes._report_handoff import ReportHandoff
 from b2c_monitoring.processors.jobs import Scalar
@@ -257,20 +257,7 @@ def emit_report(
     """Send one report; its span context, or None if nothing was sent."""
     if not emitter.is_open():
         return None
-    attributes: dict[str, Scalar] = {
-        c.JOB_ID: job.job_id,
-        c.JOB_TYPE: job.job_type,
-        c.JOB_STATE: state.value,
-        c.JOB_ATTEMPT: job.attempt,
-    }
-    if job.retry_of is not None:
-        attributes[c.JOB_RETRY_OF] = job.retry_of
-    if job.tenant_id is not None:
-        attributes[c.TENANT_ID] = job.tenant_id
-    if progress is not None:
-        attributes[c.JOB_PROGRESS] = progress
-    for key, value in (metadata or {}).items():
-        attributes[c.JOB_METADATA_PREFIX + key] = value
+    attributes = report_attributes(job, state, progress, metadata)
     if exception is not None:
         attributes[c.ERROR_TYPE] = _error_type(exception)
     try:
