@@ -1,5 +1,7 @@
 """A firing alert opened as the evaluator would open it, for tests that need one to act
-on (acknowledge, silence, resolve) without waiting for a real outage."""
+on (acknowledge, silence, resolve) without waiting for a real outage; and, for the
+schedulers' end-to-end tests, the schedule a scheduler registered and the missed-run
+alert the evaluator raised, as the API shows them."""
 
 from __future__ import annotations
 
@@ -32,6 +34,21 @@ def open_service_down(
     )
     [(opened, _)] = AlertStore(pool).reconcile(tenant, {key: wanted}, now)
     return opened
+
+
+def registered_schedule(
+    api: httpx.Client, tenant: str, operator: str, job_type: str, *, timeout: float, what: str
+) -> dict[str, Any]:
+    """The tenant's job schedule of ``job_type``, once a scheduler has registered it."""
+
+    def registered() -> dict[str, Any] | None:
+        body = api.get(
+            "/api/admin/job-schedules", params={"tenant": tenant}, headers=bearer(operator)
+        ).json()
+        return next((s for s in body["items"] if s["jobType"] == job_type), None)
+
+    schedule: dict[str, Any] = eventually(registered, timeout=timeout, what=what)
+    return schedule
 
 
 def raised_missed_run(

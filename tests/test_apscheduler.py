@@ -27,7 +27,7 @@ from b2c_monitoring.auth import Role
 from b2c_monitoring.contract import JobState
 from b2c_monitoring.probes.apscheduler import run_job_id, skipped_as_missed, trigger_cron
 from tests.api_process import cli
-from tests.firing_alerts import raised_missed_run
+from tests.firing_alerts import raised_missed_run, registered_schedule
 from tests.polling import eventually
 from tests.test_job_commands import Served, command_state, job_state, seed_job
 from tests.tokens import bearer, token
@@ -230,14 +230,9 @@ def test_a_cron_run_missed_past_its_grace_is_stored_as_missed_and_fires_a_missed
         B2C_TEST_APS_EVERY_MINUTE="1",
     )
     try:
-
-        def registered() -> dict[str, Any] | None:
-            body = api.get(
-                "/api/admin/job-schedules", params={"tenant": tenant}, headers=bearer(operator)
-            ).json()
-            return next((s for s in body["items"] if s["jobType"] == "ERP_SYNC"), None)
-
-        schedule = eventually(registered, timeout=30, what="the cron trigger's job schedule")
+        schedule = registered_schedule(
+            api, tenant, operator, "ERP_SYNC", timeout=30, what="the cron trigger's job schedule"
+        )
         process.send_signal(signal.SIGSTOP)
         due = _next_minute(datetime.now(UTC))
         assert schedule["cron"] == "* * * * *"

@@ -24,7 +24,7 @@ import tests.test_job_commands as job_commands_tests
 from b2c_monitoring.auth import Role
 from b2c_monitoring.probes.celery import beat_entry_cron, job_id_of, task_id_of
 from tests.api_process import cli
-from tests.firing_alerts import raised_missed_run
+from tests.firing_alerts import raised_missed_run, registered_schedule
 from tests.polling import eventually
 from tests.redis_server import CELERY_TESTS, RedisDb, redis_db
 from tests.test_job_commands import Served, command_state, job_state
@@ -362,14 +362,9 @@ def test_a_beat_entry_whose_run_does_not_happen_fires_a_missed_run_alert(
             stderr=subprocess.STDOUT,
         )
     try:
-
-        def registered() -> dict[str, Any] | None:
-            body = api.get(
-                "/api/admin/job-schedules", params={"tenant": tenant}, headers=bearer(operator)
-            ).json()
-            return next((s for s in body["items"] if s["jobType"] == "ERP_SYNC"), None)
-
-        schedule = eventually(registered, timeout=60, what="the beat entry's job schedule")
+        schedule = registered_schedule(
+            api, tenant, operator, "ERP_SYNC", timeout=60, what="the beat entry's job schedule"
+        )
     finally:
         # beat dies before the entry's next minute: its run never happens
         beat.send_signal(signal.SIGKILL)

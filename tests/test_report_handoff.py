@@ -111,8 +111,6 @@ def test_an_entry_that_cannot_be_made_loses_only_its_own_report(
     probes: Probes, spans: InMemorySpanExporter
 ) -> None:
     direct, handoff = probes._emitter.direct, probes._emitter.handoff
-    assert direct is not None
-    assert handoff is not None
 
     def make(entry: Any, state: JobState, time_ns: int) -> Any:
         if entry == "bad":

@@ -150,8 +150,8 @@ class Emitter:
     tracer: Tracer
     job_log: logging.Logger
     is_open: Callable[[], bool]
-    direct: DirectSpans | None = None
-    handoff: ReportHandoff | None = None
+    direct: DirectSpans
+    handoff: ReportHandoff
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ def emit_report(
         attributes[c.ERROR_TYPE] = _error_type(exception)
     try:
         name = f"job {job.job_type} {state.value}"
-        if emitter.direct is not None and exception is None and not links:
+        if exception is None and not links:
             status = _UNSET if error is None else Status(StatusCode.ERROR, error)
             return emitter.direct.report(name, parent, attributes, status)
         span = emitter.tracer.start_span(
@@ -301,18 +301,7 @@ def send_report(
     if not emitter.is_open():
         return
     try:
-        if emitter.direct is not None:
-            emitter.direct.put(job, state, metadata, progress, error)
-        else:
-            emit_report(
-                emitter,
-                job,
-                state,
-                parent=Context(),
-                metadata=metadata,
-                progress=progress,
-                error=error,
-            )
+        emitter.direct.put(job, state, metadata, progress, error)
     except Exception:
         # the host's call is the edge: telemetry never fails the job it reports on
         _log.exception("job report %s %s not sent", job.job_id, state.value)

@@ -56,10 +56,11 @@ class ReportHandoff:
 
     def leave(self, make: Make, entry: Any, state: JobState, time_ns: int) -> None:
         """From the host's thread: what ``make(entry, state, time_ns)`` will report."""
+        if self._closed:
+            return
         items = self._items
-        if len(items) >= self._capacity or self._closed:
-            if not self._closed:
-                self._ledger.drop()
+        if len(items) >= self._capacity:
+            self._ledger.drop()
             return
         items.append((make, entry, state, time_ns))
         if self._thread is None:

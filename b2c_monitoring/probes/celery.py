@@ -400,9 +400,8 @@ class CeleryMonitor:
         exception: BaseException | None = None,
     ) -> None:
         emitter = self._emitter()
-        if emitter.handoff is not None:
-            # after the task's handed-off reports: its running report comes first
-            emitter.handoff.drain()
+        # after the task's handed-off reports: its running report comes first
+        emitter.handoff.drain()
         if exception is None:
             send_report(emitter, job, state, metadata=metadata, progress=progress, error=error)
             return
@@ -518,13 +517,11 @@ class CeleryMonitor:
         try:
             if sender is None or task_id is None:
                 return
-            handoff = (
-                self.probes()._emitter.handoff
-            )  # before _active: a child's first use clears it
+            # before _active: a child's first use of its Probes clears it
+            handoff = self._emitter().handoff
             # the request is a property that looks up Celery's request stack
             run = self._active[task_id] = _Run(sender.request, sender.name)
-            if handoff is not None:
-                handoff.leave(self._made, run, JobState.RUNNING, time.time_ns())
+            handoff.leave(self._made, run, JobState.RUNNING, time.time_ns())
         except Exception:
             _log.exception("task_prerun: not reported")
 
@@ -536,18 +533,16 @@ class CeleryMonitor:
         try:
             run = self._active.pop(task_id, None)  # type: ignore[arg-type]
             if run is not None and state == SUCCESS:
-                handoff = self._emitter().handoff
-                if handoff is not None:
-                    handoff.leave(self._made, run, JobState.SUCCEEDED, time.time_ns())
+                self._emitter().handoff.leave(self._made, run, JobState.SUCCEEDED, time.time_ns())
         except Exception:
             _log.exception("task_postrun: not reported")
 
     def _made(self, run: _Run, state: JobState, time_ns: int) -> JobReport | None:
         """In the export thread: the report of a handed-off ``running`` or ``succeeded``."""
         job = self._job_of(run)
-        direct = self._emitter().direct
-        if job is None or direct is None:
+        if job is None:
             return None
+        direct = self._emitter().direct
         if state is JobState.SUCCEEDED:
             return direct.report_of(job, state, time_ns, progress=100)
         return direct.report_of(job, state, time_ns, self._run_metadata(run))
