@@ -33,6 +33,7 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
                 "telemetry_metrics",
                 "error_patterns",
                 "periodic",
+                "frozen_init",
             }
         ),
     ),

@@ -18,6 +18,7 @@ ends by itself once no process holds its pipe any more.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Final
 
 from b2c_monitoring.receivers.metrics_handler import MetricsOutcome, handle_metrics_export
 from b2c_monitoring.receivers.service_logs import LogsOutcome, handle_logs_export
@@ -64,16 +66,38 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+# Young objects a collection waits for. A batch makes some ten objects a span (decoded
+# protobuf wrappers, reports, jobs, rows), all freed by reference counting when it is
+# done and none in a cycle; at CPython's 700 the collector ran several times a batch and
+# walked all the survivors each time: some 40 % of the worker's CPU per span.
+_GC_YOUNG: Final = 100_000
+
+
+def quiet_gc() -> None:
+    """Spare the cyclic garbage collector's walks over what lives for the worker's life.
+
+    ``gc.freeze()`` moves everything alive now (the imported modules, their classes and
+    functions) to a generation no collection visits; a higher young threshold lets a
+    batch's short-lived objects be freed by reference counting before a collection
+    walks them. Cycles are still collected, only less often.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG, middle, old)
+
+
 def _init_worker(settings: Settings) -> None:
     global _store, _metrics, _default_tenant, _redact_patterns
     _die_with_parent()
-    pool = make_pool(settings.database_url, max_size=2, name="b2c-processor-worker")
+    pool = make_pool(settings.database_url, max_size=2, name="b2c-processor-worker", utc=True)
     pool.open(wait=False)
     _store = JobStore(pool)
     _metrics = MetricsStore(pool, policy_from(settings))
     _default_tenant = settings.default_tenant
     # the collector masks these in logs; the same in what the processor stores
     _redact_patterns = compile_patterns(settings.log_redact_patterns)
+    quiet_gc()
 
 
 # A bug must not reach the collector as UNKNOWN, which it does not retry: the batch

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from b2c_monitoring.contract import JobState
+from b2c_monitoring.frozen_init import fast_init
 
 Scalar = str | bool | int | float
 
@@ -43,6 +44,7 @@ _RANK: Final = {
 _TERMINAL_TIEBREAK: Final = {JobState.FAILED: 0, JobState.CANCELLED: 1, JobState.SUCCEEDED: 2}
 
 
+@fast_init
 @dataclass(frozen=True)
 class JobReport:
     """One job-state span, decoded and validated (``receivers/spans.py``)."""
@@ -60,6 +62,7 @@ class JobReport:
     metadata: Mapping[str, Scalar] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True)
 class Job:
     """The stored job: the ADR's ``SchedulerJob`` plus what the merge needs."""
@@ -85,6 +88,7 @@ class Job:
     provenance: Mapping[str, int] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True)
 class JobChange:
     """A change of a job's status or progress: one row of its timeline."""

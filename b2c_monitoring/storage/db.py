@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+import orjson
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg
@@ -82,12 +83,36 @@ def copy_rows(
             copy.write_row(row)
 
 
-def make_pool(conninfo: str, *, max_size: int, name: str) -> psycopg_pool.ConnectionPool:
+# A jsonb field of a binary COPY is jsonb's wire form: a version byte, then the text.
+# Written as bytes (the column's type in ``set_types`` is ``JSONB_BYTES``), a document
+# costs one orjson call; a ``Jsonb`` wrapper costs an object and a dumper's dispatch
+# too, for each of a job's two documents.
+JSONB_BYTES: Final = "bytea"
+_JSONB_VERSION: Final = b"\x01"
+
+
+def copy_jsonb(document: object) -> bytes:
+    """``document`` (a mapping or a list) as a jsonb field of a binary COPY."""
+    return _JSONB_VERSION + orjson.dumps(document, default=dict)
+
+
+def make_pool(
+    conninfo: str, *, max_size: int, name: str, utc: bool = False
+) -> psycopg_pool.ConnectionPool:
     """A pool that opens lazily and survives the database restarting.
 
     ``check`` validates a connection before it is lent, so a restarted Postgres costs
     one failed batch (answered with a retryable status), not a broken pool.
+
+    ``utc``: sessions in UTC, whatever the server's zone, so that psycopg loads every
+    ``timestamptz`` with ``datetime.UTC``, the zone the processor's own times carry.
+    In another zone (a ``ZoneInfo``, even ``Etc/UTC``) each load converts, and each
+    comparison of a loaded time with a decoded one asks both for their offsets: the
+    derivation compares times many times a report.
     """
+    kwargs: dict[str, Any] = {"connect_timeout": 3, "application_name": name}
+    if utc:
+        kwargs["options"] = "-c TimeZone=UTC"
     return psycopg_pool.ConnectionPool(
         conninfo,
         min_size=1,
@@ -97,5 +122,5 @@ def make_pool(conninfo: str, *, max_size: int, name: str) -> psycopg_pool.Connec
         timeout=5.0,
         reconnect_timeout=0,  # keep trying to reconnect for ever; never give up the pool
         check=psycopg_pool.ConnectionPool.check_connection,
-        kwargs={"connect_timeout": 3, "application_name": name},
+        kwargs=kwargs,
     )

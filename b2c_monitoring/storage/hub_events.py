@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 from pydantic import JsonValue
 
 from b2c_monitoring.live_events import HubEvent, HubTarget
-from b2c_monitoring.storage.db import copy_rows
+from b2c_monitoring.storage.db import JSONB_BYTES, copy_jsonb, copy_rows
 
 CHANNEL: Final = "b2c_hub_events"
 
@@ -40,7 +38,7 @@ _COPY: Final = (
     "COPY hub_events (tenant_id, target, arguments, job_id, job_type, service_id) "
     "FROM STDIN (FORMAT BINARY)"
 )
-_TYPES: Final = ("text", "text", "jsonb", "text", "text", "text")
+_TYPES: Final = ("text", "text", JSONB_BYTES, "text", "text", "text")
 # currval: the last id this session drew, the highest of the events just written
 _NOTIFY: Final = f"SELECT pg_notify('{CHANNEL}', currval('hub_events_id_seq')::text)"
 
@@ -59,7 +57,7 @@ def publish(conn: psycopg.Connection[Any], events: Sequence[HubEvent]) -> None:
                 (
                     e.tenant_id,
                     e.target,
-                    Jsonb(list(e.arguments), orjson.dumps),
+                    copy_jsonb(list(e.arguments)),
                     e.job_id,
                     e.job_type,
                     e.service_id,
