@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from b2c_monitoring.stack.local import LocalStack, default_layout
 
@@ -97,7 +98,18 @@ def main() -> int:
     args = parser.parse_args()
 
     stack = LocalStack(default_layout(args.home, args.port_offset))
-    endpoint, metadata = otlp_send.target(stack)
+    with otlp_send.own_tokens(stack, [f"mixed-{kind}" for kind in KINDS]) as tokens:
+        return run_mixed(args, stack, dict(zip(KINDS, tokens, strict=True)))
+
+
+# each kind from services of a token of its own: the door's rate limit is a token's
+KINDS: Final = ("jobs", "logs", "metrics")
+
+
+def run_mixed(
+    args: argparse.Namespace, stack: LocalStack, tokens: dict[str, otlp_send.Metadata]
+) -> int:
+    endpoint, _ = otlp_send.target(stack)
     base = stack.elasticsearch.admin_url
     telemetry = stack.collector.endpoints()["telemetry"]
     empty = log_throughput.empty_day(stack, args.days_ago)
@@ -159,18 +171,18 @@ def main() -> int:
     kinds = (timeline, finished, logs, points)
 
     def send_jobs() -> tuple[int, int]:
-        sent = job_spans.send_all(endpoint, metadata, job_requests, plan.interval)
+        sent = job_spans.send_all(endpoint, tokens["jobs"], job_requests, plan.interval)
         finished.sent = sent.jobs
         return sent.spans, sent.failed_requests
 
     def send_logs() -> tuple[int, int]:
         sent = log_throughput.send_all(
-            endpoint, metadata, log_requests, args.logs_per_request, log_interval
+            endpoint, tokens["logs"], log_requests, args.logs_per_request, log_interval
         )
         return sent.records, sent.failed_requests
 
     def send_checks() -> tuple[int, int]:
-        refused = metric_points.send_seconds(endpoint, metadata, check_requests)
+        refused = metric_points.send_seconds(endpoint, tokens["metrics"], check_requests)
         return points_per_request * (len(check_requests) - refused), refused
 
     refused_before = log_throughput.refused(telemetry)

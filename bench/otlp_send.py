@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
+from b2c_monitoring.auth import Role
 from b2c_monitoring.stack.local import LocalStack
+from b2c_monitoring.storage.db import make_pool
+from b2c_monitoring.storage.tokens import TokenStore
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -26,6 +31,42 @@ def target(stack: LocalStack) -> tuple[str, Metadata]:
         f"127.0.0.1:{stack.layout.ports.otlp_grpc}",
         (("authorization", f"Bearer {stack.probe_token}"),),
     )
+
+
+@contextmanager
+def own_tokens(stack: LocalStack, names: Sequence[str]) -> Iterator[list[Metadata]]:
+    """A probe token of every tenant for each name, known to the collector, revoked at
+    the end: the door's rate limit (``B2C_INGEST_RATE_PER_S``) is a token's, so kinds
+    a deployment sends from different services each get a token of their own."""
+    pool = make_pool(stack.postgres.url, max_size=1, name="bench-tokens")
+    pool.open(wait=True)
+    store = TokenStore(pool)
+    made = [store.create(f"bench-{name}", Role.PROBE, None, datetime.now(UTC)) for name in names]
+    try:
+        endpoint = f"127.0.0.1:{stack.layout.ports.otlp_grpc}"
+        tokens: list[Metadata] = [(("authorization", f"Bearer {secret}"),) for _, secret in made]
+        with grpc.insecure_channel(endpoint) as channel:
+            export = channel.unary_unary(TRACES, None, None)
+            deadline = time.monotonic() + 30
+            for metadata in tokens:
+                # an empty request: the collector reads the tokens every 2 s
+                while True:
+                    try:
+                        export(b"", timeout=5, metadata=metadata)
+                        break
+                    except grpc.RpcError as exc:
+                        if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+                            raise
+                        if time.monotonic() > deadline:
+                            raise SystemExit(
+                                "the collector never learned the bench's tokens"
+                            ) from exc
+                        time.sleep(0.5)
+        yield tokens
+    finally:
+        for record, _ in made:
+            store.revoke(str(record.id), datetime.now(UTC))
+        pool.close()
 
 
 def paced(
