@@ -119,8 +119,9 @@ def scenarios(now: datetime) -> list[Scenario]:
 
 
 def fresh_database(admin_url: str, url: str, database: str, jobs: int, keep: bool) -> bool:
-    """Creates ``database`` anew and migrates it; False (nothing done) when ``keep``
-    and it already holds ``jobs`` jobs: a fill of millions takes minutes."""
+    """Creates ``database`` anew and migrates it; False when ``keep`` and it already
+    holds ``jobs`` jobs (a fill of millions takes minutes): then only the migrations
+    it lacks are applied."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
@@ -130,6 +131,7 @@ def fresh_database(admin_url: str, url: str, database: str, jobs: int, keep: boo
                 row = db.execute("SELECT count(*) FROM jobs").fetchone()
             if row is not None and row[0] == jobs:
                 print(f"reusing {database} with {jobs:,} jobs", flush=True)
+                migrate(url)
                 return False
         conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{database}" OWNER b2c')

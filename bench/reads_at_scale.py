@@ -66,9 +66,15 @@ WHERE c.step = 1
 
 
 def _secondary_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
+    """Each secondary index's name and the statements that make it again: its
+    definition, then the statistics targets of its columns (0022), which the
+    definition does not carry."""
     rows = conn.execute(
-        "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
-        "JOIN pg_class i ON i.oid = x.indexrelid "
+        "SELECT i.relname, pg_get_indexdef(x.indexrelid) || coalesce((SELECT string_agg("
+        "format('; ALTER INDEX %%I ALTER COLUMN %%s SET STATISTICS %%s', i.relname, "
+        "a.attnum, a.attstattarget), '') FROM pg_attribute a "
+        "WHERE a.attrelid = x.indexrelid AND a.attstattarget > 0), '') "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
         "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary",
         (table,),
     ).fetchall()
