@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -13,21 +14,22 @@ from b2c_monitoring.frozen_init import fast_init
 from b2c_monitoring.processors.jobs import JobChange
 
 
-@dataclasses.dataclass(frozen=True)
-class Plain:
-    a: int
-    b: str = "b"
-    c: list[int] = dataclasses.field(default_factory=list)
-    d: int = dataclasses.field(default=4, compare=False)
+def _record_class() -> Any:
+    """A frozen dataclass with a plain field, a default, a factory and a field left
+    out of comparisons: one made anew for each use, so ``fast_init`` changes only its own."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Record:
+        a: int
+        b: str = "b"
+        c: list[int] = dataclasses.field(default_factory=list)
+        d: int = dataclasses.field(default=4, compare=False)
+
+    return Record
 
 
-@fast_init
-@dataclasses.dataclass(frozen=True)
-class Fast:
-    a: int
-    b: str = "b"
-    c: list[int] = dataclasses.field(default_factory=list)
-    d: int = dataclasses.field(default=4, compare=False)
+Plain = _record_class()
+Fast = fast_init(_record_class())
 
 
 def _fields(instance: object) -> dict[str, object]:
@@ -41,11 +43,11 @@ def _fields(instance: object) -> dict[str, object]:
 def test_the_same_fields_as_the_dataclass_own_init(
     args: tuple[object, ...], kwargs: dict[str, object]
 ) -> None:
-    assert _fields(Fast(*args, **kwargs)) == _fields(Plain(*args, **kwargs))  # type: ignore[arg-type]
+    assert _fields(Fast(*args, **kwargs)) == _fields(Plain(*args, **kwargs))
 
 
 def test_the_same_signature_and_errors_as_the_dataclass_own_init() -> None:
-    assert str(inspect.signature(Fast)) == str(inspect.signature(Plain)).replace("Plain", "Fast")
+    assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
     wrong: list[tuple[tuple[object, ...], dict[str, object]]] = [
         ((), {}),
         ((1,), {"e": 2}),
@@ -54,9 +56,9 @@ def test_the_same_signature_and_errors_as_the_dataclass_own_init() -> None:
     ]
     for args, kwargs in wrong:
         with pytest.raises(TypeError):
-            Plain(*args, **kwargs)  # type: ignore[arg-type]
+            Plain(*args, **kwargs)
         with pytest.raises(TypeError):
-            Fast(*args, **kwargs)  # type: ignore[arg-type]
+            Fast(*args, **kwargs)
 
 
 def test_a_factory_runs_for_each_instance_and_a_given_value_is_kept() -> None:
@@ -70,7 +72,7 @@ def test_a_factory_runs_for_each_instance_and_a_given_value_is_kept() -> None:
 def test_instances_stay_frozen_comparable_and_hashable() -> None:
     fast = Fast(1, "b", [], d=9)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        fast.a = 2  # type: ignore[misc]
+        fast.a = 2
     assert fast == Fast(1, "b", [], d=1)  # d is not compared
     assert hash(JobChange("t", "j", JobState.RUNNING, 30, datetime(2026, 1, 1, tzinfo=UTC), None))
 
