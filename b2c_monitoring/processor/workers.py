@@ -68,8 +68,9 @@ def _die_with_parent() -> None:
 
 # Young objects a collection waits for. A batch makes some ten objects a span (decoded
 # protobuf wrappers, reports, jobs, rows), all freed by reference counting when it is
-# done and none in a cycle; at CPython's 700 the collector ran several times a batch and
-# walked all the survivors each time: some 40 % of the worker's CPU per span.
+# done and none in a cycle; at CPython's 700 the collector ran several times a batch,
+# found nothing, and cost ~5 us of a worker's ~40-50 us a span (counted with
+# gc.callbacks, bench/worker_cpu.py).
 _GC_YOUNG: Final = 100_000
 
 
