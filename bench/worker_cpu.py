@@ -34,13 +34,7 @@ from b2c_monitoring.storage.migrations import migrate
 
 sys.path.insert(0, str(Path(__file__).parent))
 import job_spans  # the spread requests, built as the pipeline bench builds them
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+from job_updates import backend_cpu  # a Postgres backend's CPU seconds, from /proc
 
 
 def worker_backends(url: str) -> list[int]:

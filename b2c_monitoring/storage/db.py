@@ -92,7 +92,7 @@ _JSONB_VERSION: Final = b"\x01"
 
 
 def copy_jsonb(document: object) -> bytes:
-    """``document`` (a mapping or a list) as a jsonb field of a binary COPY."""
+    """``document`` (a mapping, a list or a tuple) as a jsonb field of a binary COPY."""
     return _JSONB_VERSION + orjson.dumps(document, default=dict)
 
 

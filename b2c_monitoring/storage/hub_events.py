@@ -57,7 +57,7 @@ def publish(conn: psycopg.Connection[Any], events: Sequence[HubEvent]) -> None:
                 (
                     e.tenant_id,
                     e.target,
-                    copy_jsonb(list(e.arguments)),
+                    copy_jsonb(e.arguments),
                     e.job_id,
                     e.job_type,
                     e.service_id,
